@@ -1,0 +1,79 @@
+// The one place where each kernel family picks its implementation by device (see core/kernels.h).
+// A GPU backend adds a `case Device::CUDA:` calling cuda::<same name>; nothing else changes.
+#include "core/cpu/cpu_kernels.h"
+#include "core/kernels.h"
+
+namespace nl::kernels {
+namespace {
+
+[[noreturn]] void no_backend(const char* kernel, Device d) {
+  throw Error(cat_str(kernel, ": no kernel for device ", device_name(d),
+                      " in this build (normlab was built for the CPU only)"));
+}
+
+}  // namespace
+
+void unary(UnaryOp op, Params p, const Tensor& x, Tensor& out) {
+  if (x.device() == Device::CPU) return cpu::unary(op, p, x, out);
+  no_backend("unary", x.device());
+}
+void unary_grad(UnaryGradOp op, Params p, const Tensor& saved, const Tensor& g, Tensor& dx) {
+  if (g.device() == Device::CPU) return cpu::unary_grad(op, p, saved, g, dx);
+  no_backend("unary_grad", g.device());
+}
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  if (a.device() == Device::CPU) return cpu::binary(op, a, b, out);
+  no_backend("binary", a.device());
+}
+void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
+  if (a.device() == Device::CPU) return cpu::where(cond, a, b, out);
+  no_backend("where", a.device());
+}
+void reduce_rows(ReduceOp op, const Tensor& x, Tensor& out) {
+  if (x.device() == Device::CPU) return cpu::reduce_rows(op, x, out);
+  no_backend("reduce_rows", x.device());
+}
+void var_rows(const Tensor& x, int64_t correction, Tensor& out) {
+  if (x.device() == Device::CPU) return cpu::var_rows(x, correction, out);
+  no_backend("var_rows", x.device());
+}
+void logsumexp_rows(const Tensor& x, Tensor& out) {
+  if (x.device() == Device::CPU) return cpu::logsumexp_rows(x, out);
+  no_backend("logsumexp_rows", x.device());
+}
+void softmax_rows(const Tensor& x, bool log, Tensor& out) {
+  if (x.device() == Device::CPU) return cpu::softmax_rows(x, log, out);
+  no_backend("softmax_rows", x.device());
+}
+void softmax_rows_backward(const Tensor& y, const Tensor& dy, bool log, Tensor& dx) {
+  if (y.device() == Device::CPU) return cpu::softmax_rows_backward(y, dy, log, dx);
+  no_backend("softmax_rows_backward", y.device());
+}
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const Tensor& a,
+          int64_t a_offset, int64_t lda, const Tensor& b, int64_t b_offset, int64_t ldb, double beta, Tensor& c,
+          int64_t c_offset, int64_t ldc) {
+  if (a.device() == Device::CPU) return cpu::gemm(trans_a, trans_b, m, n, k, alpha, a, a_offset, lda, b, b_offset, ldb, beta, c, c_offset, ldc);
+  no_backend("gemm", a.device());
+}
+void copy(const Tensor& src, Tensor& dst) {
+  if (src.device() == Device::CPU) return cpu::copy(src, dst);
+  no_backend("copy", src.device());
+}
+void fill(Tensor& dst, double value) {
+  if (dst.device() == Device::CPU) return cpu::fill(dst, value);
+  no_backend("fill", dst.device());
+}
+void axpy(double alpha, const Tensor& src, Tensor& dst) {
+  if (dst.device() == Device::CPU) return cpu::axpy(alpha, src, dst);
+  no_backend("axpy", dst.device());
+}
+void index_select(const Tensor& x, int64_t outer, int64_t size, int64_t inner, const Tensor& index, Tensor& out) {
+  if (x.device() == Device::CPU) return cpu::index_select(x, outer, size, inner, index, out);
+  no_backend("index_select", x.device());
+}
+void index_add(const Tensor& g, int64_t outer, int64_t size, int64_t inner, const Tensor& index, Tensor& dx) {
+  if (g.device() == Device::CPU) return cpu::index_add(g, outer, size, inner, index, dx);
+  no_backend("index_add", g.device());
+}
+
+}  // namespace nl::kernels

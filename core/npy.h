@@ -1,0 +1,17 @@
+// NumPy .npy files (format version 1.0/2.0): float32 ('<f4'), float64 ('<f8') and int64 ('<i8'), C order.
+// Tensors move to and from Python with numpy.load / numpy.save.
+#pragma once
+
+#include <string>
+
+#include "core/tensor.h"
+
+namespace nl {
+
+// Writes atomically: a temporary file in the same folder, then a rename.
+void save_npy(const std::string& path, const Tensor& t);
+// Throws nl::Error naming the file and the problem (bad magic, unsupported dtype, Fortran order,
+// truncated data).
+Tensor load_npy(const std::string& path);
+
+}  // namespace nl
