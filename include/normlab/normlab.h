@@ -11,3 +11,4 @@
 #include "core/threads.h"
 #include "autograd/engine.h"
 #include "autograd/gradcheck.h"
+#include "layers/module.h"
