@@ -45,6 +45,9 @@ class Module {
   virtual std::string type_name() const = 0;
   // One line with the type and its settings, e.g. "Linear(784, 512, bias=false)".
   virtual std::string describe() const { return type_name(); }
+  // True for a normalization layer whose per-channel mean subtraction cancels a per-channel bias added just
+  // before it (BatchNorm, InstanceNorm, ...): such a bias is useless and can be omitted.
+  virtual bool cancels_preceding_bias() const { return false; }
 
   // ---- state, recursively, with dotted names; parameters and buffers in registration order
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;
