@@ -35,6 +35,23 @@ Tensor record(Tensor out, const char* op, std::vector<Tensor> inputs,
   return out;
 }
 
+Node::~Node() {
+  // Take over the nodes that only this chain keeps alive, and free them one at a time.
+  std::vector<std::shared_ptr<Node>> orphans;
+  auto adopt = [&orphans](std::vector<Tensor>& edges) {
+    for (Tensor& t : edges)
+      if (t.defined() && t.impl_ptr().use_count() == 1 && t.impl()->grad_fn)
+        orphans.push_back(std::move(t.impl()->grad_fn));
+    edges.clear();
+  };
+  adopt(inputs);
+  while (!orphans.empty()) {
+    std::shared_ptr<Node> node = std::move(orphans.back());
+    orphans.pop_back();
+    if (node.use_count() == 1) adopt(node->inputs);  // its inputs are now released before it dies
+  }
+}
+
 // ---- Tensor's autograd members -------------------------------------------------------------------------
 
 Tensor& Tensor::requires_grad_(bool on) {

@@ -34,6 +34,9 @@ struct Node {
   std::string op;
   std::vector<Tensor> inputs;
   std::function<std::vector<Tensor>(const Tensor& grad_output)> backward;
+  // Releases a long chain of nodes iteratively: a recursive chain of shared_ptr destructors would overflow
+  // the stack on a graph 100k ops deep.
+  ~Node();
 };
 
 // True while recording is on (the default). Thread-local.

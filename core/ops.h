@@ -59,7 +59,8 @@ Tensor sum(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false
 Tensor mean(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);
 // Variance: Σ(x−mean)²/(n − 1) if unbiased, else /n. Two passes, accumulated in double.
 Tensor var(const Tensor& x, std::vector<int64_t> axes = {}, bool unbiased = true, bool keepdim = false);
-Tensor std(const Tensor& x, std::vector<int64_t> axes = {}, bool unbiased = true, bool keepdim = false);
+// Standard deviation, sqrt(var(...)). Named stddev because `std` would clash with namespace std.
+Tensor stddev(const Tensor& x, std::vector<int64_t> axes = {}, bool unbiased = true, bool keepdim = false);
 // max/min: the gradient goes to the first position that holds the extreme value.
 Tensor max(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);
 Tensor min(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);

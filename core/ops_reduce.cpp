@@ -115,7 +115,7 @@ Tensor var(const Tensor& x, std::vector<int64_t> axes, bool unbiased, bool keepd
   });
 }
 
-Tensor std(const Tensor& x, std::vector<int64_t> axes, bool unbiased, bool keepdim) {
+Tensor stddev(const Tensor& x, std::vector<int64_t> axes, bool unbiased, bool keepdim) {
   return sqrt(var(x, std::move(axes), unbiased, keepdim));
 }
 

@@ -157,14 +157,21 @@ Tensor eye(int64_t n, DType dtype) {
 }
 
 template <class T>
+Tensor from_vector(const std::vector<T>& values) {
+  return from_vector(values, {static_cast<int64_t>(values.size())});
+}
+
+template <class T>
 Tensor from_vector(const std::vector<T>& values, Shape shape) {
-  if (shape.empty() && values.size() != 1) shape = {static_cast<int64_t>(values.size())};
   check(numel_of(shape) == static_cast<int64_t>(values.size()), "from_vector: ", values.size(),
         " values do not fill shape ", shape, " (", numel_of(shape), " elements)");
   Tensor t = empty(shape, dtype_of<T>::value);
   std::copy(values.begin(), values.end(), t.data<T>());
   return t;
 }
+template Tensor from_vector<float>(const std::vector<float>&);
+template Tensor from_vector<double>(const std::vector<double>&);
+template Tensor from_vector<int64_t>(const std::vector<int64_t>&);
 template Tensor from_vector<float>(const std::vector<float>&, Shape);
 template Tensor from_vector<double>(const std::vector<double>&, Shape);
 template Tensor from_vector<int64_t>(const std::vector<int64_t>&, Shape);

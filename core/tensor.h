@@ -152,9 +152,11 @@ Tensor arange(double start, double end, double step = 1.0, DType dtype = kFloat3
 Tensor arange(int64_t end, DType dtype = kInt64);
 Tensor linspace(double start, double end, int64_t steps, DType dtype = kFloat32);
 Tensor eye(int64_t n, DType dtype = kFloat32);
-// From values in row-major order; shape defaults to [values.size()].
+// From values in row-major order: a 1-D tensor, or the given shape ({} with one value makes a scalar).
 template <class T>
-Tensor from_vector(const std::vector<T>& values, Shape shape = {});
+Tensor from_vector(const std::vector<T>& values);
+template <class T>
+Tensor from_vector(const std::vector<T>& values, Shape shape);
 Tensor tensor(std::initializer_list<double> values, DType dtype = kFloat32);
 Tensor tensor(std::initializer_list<std::initializer_list<double>> rows, DType dtype = kFloat32);
 

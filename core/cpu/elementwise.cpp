@@ -40,7 +40,7 @@ void unary_typed(UnaryOp op, Params p, const T* x, T* y, int64_t n) {
     case UnaryOp::Neg: return map_contiguous(x, y, n, [](T v) { return -v; });
     case UnaryOp::Abs: return map_contiguous(x, y, n, [](T v) { return v < 0 ? -v : v; });
     case UnaryOp::Square: return map_contiguous(x, y, n, [](T v) { return v * v; });
-    case UnaryOp::Relu: return map_contiguous(x, y, n, [](T v) { return v > T(0) ? v : T(0); });
+    case UnaryOp::Relu: return map_contiguous(x, y, n, [](T v) { return v < T(0) ? T(0) : v; });  // NaN stays NaN
     case UnaryOp::AddScalar: return map_contiguous(x, y, n, [a](T v) { return v + a; });
     case UnaryOp::MulScalar: return map_contiguous(x, y, n, [a](T v) { return v * a; });
     case UnaryOp::DivScalar: return map_contiguous(x, y, n, [a](T v) { return v / a; });
