@@ -19,6 +19,15 @@ struct BlasInfo {
 };
 BlasInfo blas_info();
 
+// Debian's OpenBLAS 0.3.21 may not recognise a recent AVX-512 CPU and fall back to a slow generic kernel
+// ("Prescott", ~5x slower sgemm). OpenBLAS reads OPENBLAS_CORETYPE only when it loads, before main(), so a
+// program that wants the fast kernel must set it and re-execute itself. Call this first thing in main():
+// when OPENBLAS_CORETYPE is unset, OpenBLAS runs a kernel without AVX-512, and the CPU has the AVX-512
+// subsets SkylakeX needs (F, CD, BW, DQ, VL), it sets OPENBLAS_CORETYPE=SkylakeX and execs the program again
+// with the same arguments. It never forces a kernel the CPU lacks, and never loops. Returns normally
+// otherwise (and when the re-exec fails).
+void use_fastest_blas_kernel(char** argv);
+
 // One line for program headers: "OpenBLAS 0.3.21 (OpenMP, kernel SkylakeX), 2 threads". Names the problem
 // when OpenBLAS is not the OpenMP build.
 std::string runtime_summary();

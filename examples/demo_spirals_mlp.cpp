@@ -38,7 +38,8 @@ Tensor init_weight(int64_t in, int64_t out, Generator& gen) {
 
 }  // namespace
 
-int main() {
+int main(int, char** argv) {
+  use_fastest_blas_kernel(argv);
   std::printf("normlab demo: MLP on 2-D spirals, core ops + autograd only\n%s\n", runtime_summary().c_str());
   Generator gen(7);
   Tensor x, y, labels;
