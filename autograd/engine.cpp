@@ -121,9 +121,17 @@ std::vector<TensorImpl*> topological_order(TensorImpl* root) {
   return {post.rbegin(), post.rend()};
 }
 
-void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
+// True when nothing but `g` can see its memory, so .grad may adopt it without a copy.
+bool exclusively_owned(const Tensor& g) {
+  const TensorImpl* im = g.impl();
+  return g.impl_ptr().use_count() == 1 && im->storage.use_count() == 1 && im->offset == 0 && g.is_contiguous() &&
+         im->storage->nbytes == static_cast<size_t>(g.numel()) * dtype_size(g.dtype()) && !im->grad_fn;
+}
+
+void accumulate(std::shared_ptr<TensorImpl>& slot, Tensor g) {
   if (!slot) {
-    slot = g.clone().impl_ptr();  // own copy: later accumulation must not write into someone else's buffer
+    // Adopt a gradient nobody else holds; otherwise take a copy, since later accumulation writes into .grad.
+    slot = exclusively_owned(g) ? g.impl_ptr() : g.clone().impl_ptr();
     return;
   }
   Tensor acc(slot);
@@ -147,7 +155,7 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
   for (TensorImpl* t : topological_order(root.impl())) {
     auto it = pending.find(t);
     if (it == pending.end()) continue;  // no gradient reached it (e.g. a branch with zero contribution)
-    Tensor g = it->second;
+    Tensor g = std::move(it->second);
     pending.erase(it);
 
     for (const GradHook& hook : t->hooks) {
@@ -161,7 +169,7 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
 
     Node* node = t->grad_fn.get();
     if (!node) {  // a leaf: accumulate into .grad
-      accumulate(t->grad, g);
+      accumulate(t->grad, std::move(g));
       continue;
     }
     if (t->retains_grad) accumulate(t->grad, g);

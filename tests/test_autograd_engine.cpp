@@ -120,3 +120,16 @@ TEST_CASE("the order of the backward pass is deterministic", "[autograd]") {
   CHECK(first.size() == 4);
   for (int i = 0; i < 5; ++i) CHECK(run() == first);
 }
+
+TEST_CASE(".grad never aliases another tensor's gradient or the caller's grad_output", "[autograd]") {
+  Tensor a = tensor({1, 2}).requires_grad_(), b = tensor({3, 4}).requires_grad_();
+  const Tensor upstream = tensor({1, 1});
+  add(a, b).backward(upstream);  // add's backward hands the same gradient tensor to both inputs
+  a.grad().add_(tensor({100, 100}));
+  CHECK(values(b.grad()) == std::vector<double>{1, 1});
+  CHECK(values(upstream) == std::vector<double>{1, 1});
+  Tensor leaf = tensor({5, 6}).requires_grad_();
+  leaf.backward(upstream);  // backward from a leaf: its .grad is a copy of grad_output
+  leaf.grad().add_(tensor({1, 1}));
+  CHECK(values(upstream) == std::vector<double>{1, 1});
+}
