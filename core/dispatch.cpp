@@ -77,3 +77,27 @@ void index_add(const Tensor& g, int64_t outer, int64_t size, int64_t inner, cons
 }
 
 }  // namespace nl::kernels
+
+// ---- normalization: the normalize-over-axes core (core/kernels_normalization.h) ------------------------
+#include "core/cpu/normalization.h"
+#include "core/kernels_normalization.h"
+
+namespace nl::kernels {
+
+void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, Tensor& var) {
+  if (x.device() == Device::CPU) return cpu::normalize_moments(x, layout, mean, var);
+  no_backend("normalize_moments", x.device());
+}
+void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats, const Tensor& weight,
+                       const Tensor& bias, Tensor& y) {
+  if (x.device() == Device::CPU) return cpu::normalize_forward(x, layout, stats, weight, bias, y);
+  no_backend("normalize_forward", x.device());
+}
+void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& layout, const NormStats& stats,
+                        const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias) {
+  if (x.device() == Device::CPU)
+    return cpu::normalize_backward(x, dy, layout, stats, weight, batch_stats, dx, dweight, dbias);
+  no_backend("normalize_backward", x.device());
+}
+
+}  // namespace nl::kernels

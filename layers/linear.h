@@ -1,0 +1,33 @@
+// Linear layer:  y = x · Wᵀ + b
+//   x: (..., in)   W: (out, in)   b: (out) or undefined   y: (..., out)
+// Built from core ops (matmul passes Wᵀ to OpenBLAS as a transpose flag), so autograd gives
+//   dx = dy · W,  dW = Σ_rows dyᵀ · x,  db = Σ_rows dy.
+#pragma once
+
+#include <cstdint>
+
+#include "core/random.h"
+#include "layers/module.h"
+
+namespace nl {
+
+// The functional form; bias may be an undefined Tensor.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+class Linear : public Module {
+ public:
+  // Weight and bias are initialized as PyTorch's (layers/init.h: default_layer_init_), from `gen` or the
+  // default generator.
+  Linear(int64_t in_features, int64_t out_features, bool bias = true, DType dtype = kFloat32,
+         Generator* gen = nullptr);
+
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Linear"; }
+  std::string describe() const override;
+
+  int64_t in_features, out_features;
+  Tensor weight;  // (out, in)
+  Tensor bias;    // (out); undefined when the layer has no bias (see layers/bias.h)
+};
+
+}  // namespace nl

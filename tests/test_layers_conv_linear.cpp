@@ -1,0 +1,194 @@
+// Linear and Conv2d: the GEMM paths against the readable references (tests/reference_ops.h), gradchecks of
+// every configuration, weight standardization, and bad input.
+#include <catch2/catch.hpp>
+
+#include "autograd/engine.h"
+#include "autograd/gradcheck.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "layers/conv.h"
+#include "layers/linear.h"
+#include "reference_ops.h"
+#include "test_util.h"
+
+using namespace nl;
+using nl::test::allclose;
+
+namespace {
+
+Tensor rnd(const Shape& shape, uint64_t seed, DType dtype = kFloat64) {
+  Generator g(seed);
+  return rand(shape, dtype, &g, -1, 1);
+}
+Tensor leaf(const Shape& shape, uint64_t seed) { return rnd(shape, seed).requires_grad_(); }
+
+struct ConvCase {
+  const char* name;
+  Shape x, w;
+  int64_t stride, padding, dilation, groups;
+  bool bias;
+};
+
+const std::vector<ConvCase> kConvCases = {
+    {"3x3, stride 1, no padding", {2, 3, 7, 6}, {4, 3, 3, 3}, 1, 0, 1, 1, true},
+    {"3x3, stride 2, padding 1", {2, 3, 8, 7}, {5, 3, 3, 3}, 2, 1, 1, 1, true},
+    {"dilation 2, padding 2", {1, 2, 9, 9}, {3, 2, 3, 3}, 1, 2, 2, 1, true},
+    {"groups 2", {2, 4, 6, 6}, {6, 2, 3, 3}, 1, 1, 1, 2, true},
+    {"depthwise (groups = channels)", {2, 3, 5, 5}, {3, 1, 3, 3}, 1, 1, 1, 3, true},
+    {"bias-free", {2, 3, 6, 5}, {4, 3, 3, 3}, 1, 1, 1, 1, false},
+    {"1x1, stride 2", {2, 4, 5, 5}, {3, 4, 1, 1}, 2, 0, 1, 1, true},
+    {"rectangular 2x3 kernel, stride 3, padding 1", {1, 2, 7, 8}, {2, 2, 2, 3}, 3, 1, 1, 1, false},
+};
+
+}  // namespace
+
+TEST_CASE("matmul (OpenBLAS) agrees with the naive reference matmul", "[layers][reference]") {
+  const Tensor a = rnd({7, 5}, 1), b = rnd({5, 9}, 2);
+  CHECK(allclose(matmul(a, b), reference::naive_matmul(a, b), 1e-12, 1e-12));
+  const Tensor af = rnd({4, 6}, 3, kFloat32), bt = rnd({3, 6}, 4, kFloat32).t();  // transposed view of b
+  CHECK(allclose(matmul(af, bt), reference::naive_matmul(af, bt.contiguous()), 1e-5, 1e-5));
+}
+
+TEST_CASE("conv2d matches the direct convolution for every configuration", "[layers][conv]") {
+  for (const ConvCase& c : kConvCases) {
+    SECTION(c.name) {
+      const Tensor x = rnd(c.x, 10), w = rnd(c.w, 11), b = c.bias ? rnd({c.w[0]}, 12) : Tensor();
+      const Tensor y = conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups);
+      CHECK(allclose(y, reference::naive_conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups), 1e-12, 1e-12));
+      const Tensor xf = x.to(kFloat32), wf = w.to(kFloat32), bf = c.bias ? b.to(kFloat32) : Tensor();
+      CHECK(allclose(conv2d(xf, wf, bf, c.stride, c.padding, c.dilation, c.groups), y.to(kFloat32), 1e-4, 1e-5));
+    }
+  }
+}
+
+TEST_CASE("conv2d splits a large batch into several im2col chunks and still matches the reference",
+          "[layers][conv]") {
+  // 16 channels, 3x3, 64x64: one sample's columns hold 144·4096 elements, so the batch of 16 needs two chunks.
+  const Tensor x = rnd({16, 16, 64, 64}, 20, kFloat32), w = rnd({4, 16, 3, 3}, 21, kFloat32), b = rnd({4}, 22, kFloat32);
+  REQUIRE(16 * 144 * 4096 > kConvColumnBudget);
+  const Tensor y = conv2d(x, w, b, 1, 1);
+  CHECK(allclose(y, reference::naive_conv2d(x, w, b, 1, 1, 1, 1).to(kFloat32), 1e-4, 1e-4));
+  // The backward over chunks equals the per-sample backward (each sample alone is a single chunk):
+  // dx[n] is sample n's input gradient and dW is the sum of the samples' weight gradients.
+  const Tensor u = rnd({16, 4, 64, 64}, 23, kFloat32);
+  const Tensor xb = x.clone().requires_grad_(), wb = w.clone().requires_grad_();
+  conv2d(xb, wb, Tensor(), 1, 1).backward(u);
+  Tensor dw_sum = zeros(w.shape());
+  for (int64_t n : {0, 7, 15}) {
+    const Tensor xn = x.narrow(0, n, 1).contiguous().requires_grad_(), wn = w.clone().requires_grad_();
+    conv2d(xn, wn, Tensor(), 1, 1).backward(u.narrow(0, n, 1).contiguous());
+    CHECK(allclose(xb.grad().narrow(0, n, 1), xn.grad(), 1e-4, 1e-5));
+  }
+  for (int64_t n = 0; n < 16; ++n) {
+    const Tensor wn = w.clone().requires_grad_();
+    conv2d(x.narrow(0, n, 1).contiguous(), wn, Tensor(), 1, 1).backward(u.narrow(0, n, 1).contiguous());
+    dw_sum.add_(wn.grad());
+  }
+  CHECK(allclose(wb.grad(), dw_sum, 1e-3, 1e-3));
+}
+
+TEST_CASE("gradcheck: conv2d with stride, padding, dilation, groups and without bias", "[layers][conv][gradcheck]") {
+  for (const ConvCase& c : kConvCases) {
+    SECTION(c.name) {
+      std::vector<Tensor> inputs = {leaf(c.x, 30), leaf(c.w, 31)};
+      if (c.bias) inputs.push_back(leaf({c.w[0]}, 32));
+      auto f = [&](const std::vector<Tensor>& in) {
+        return conv2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), c.stride, c.padding, c.dilation, c.groups);
+      };
+      CHECK(gradcheck(f, inputs, {}, c.name));
+    }
+  }
+}
+
+TEST_CASE("conv2d backward adds into existing gradients", "[layers][conv]") {
+  const Tensor x = leaf({1, 2, 4, 4}, 40), w = leaf({3, 2, 3, 3}, 41), b = leaf({3}, 42);
+  sum(conv2d(x, w, b, 1, 1)).backward();
+  const Tensor gx = x.grad().clone(), gw = w.grad().clone(), gb = b.grad().clone();
+  sum(conv2d(x, w, b, 1, 1)).backward();
+  CHECK(allclose(x.grad(), mul(gx, 2.0)));
+  CHECK(allclose(w.grad(), mul(gw, 2.0)));
+  CHECK(allclose(b.grad(), mul(gb, 2.0)));
+  CHECK(allclose(gb, full({3}, 16.0, kFloat64)));  // db = Σ over N·OH·OW = 16 positions of g = 1
+}
+
+TEST_CASE("Conv2d module: shapes, PyTorch default init range, bias=false", "[layers][conv]") {
+  Generator gen(5);
+  Conv2d conv(3, 8, 3, {.stride = 2, .padding = 1, .generator = &gen});
+  CHECK(conv(zeros({2, 3, 32, 32})).shape() == Shape{2, 8, 16, 16});
+  const double bound = 1.0 / std::sqrt(3.0 * 9.0);
+  CHECK(max(abs(conv.weight)).item() <= bound);
+  CHECK(max(abs(conv.bias)).item() <= bound);
+  CHECK(max(abs(conv.weight)).item() > 0.8 * bound);
+  CHECK(conv.named_parameters().size() == 2);
+
+  Conv2d no_bias(3, 8, 3, 1, 1, 1, 1, false);
+  CHECK_FALSE(no_bias.bias.defined());
+  CHECK(no_bias.named_parameters().size() == 1);
+  CHECK(no_bias.describe() == "Conv2d(3, 8, kernel_size=3, padding=1, bias=false)");
+}
+
+TEST_CASE("Conv2d weight standardization: standardized weight, same output as the explicit formula, gradcheck",
+          "[layers][conv][gradcheck]") {
+  Conv2d conv(4, 6, 3, {.padding = 1, .groups = 2, .weight_standardization = true, .eps = 1e-5, .dtype = kFloat64});
+  const Tensor w_hat = standardize_weight(conv.weight, 1e-5);
+  const Tensor flat = w_hat.reshape({6, -1});
+  CHECK(allclose(mean(flat, {1}), zeros({6}, kFloat64), 0, 1e-12));
+  CHECK(allclose(var(flat, {1}, false), ones({6}, kFloat64), 1e-3, 0));  // var/(var + eps) ≈ 1
+
+  // The explicit formula in plain loops.
+  const std::vector<double> w = conv.weight.to_vector<double>();
+  std::vector<double> expected(w.size());
+  const size_t per = w.size() / 6;
+  for (size_t o = 0; o < 6; ++o) {
+    double m = 0, v = 0;
+    for (size_t k = 0; k < per; ++k) m += w[o * per + k];
+    m /= per;
+    for (size_t k = 0; k < per; ++k) v += (w[o * per + k] - m) * (w[o * per + k] - m);
+    v /= per;
+    for (size_t k = 0; k < per; ++k) expected[o * per + k] = (w[o * per + k] - m) / std::sqrt(v + 1e-5);
+  }
+  CHECK(allclose(w_hat, from_vector(expected, conv.weight.shape()), 1e-12, 1e-12));
+
+  const Tensor x = rnd({2, 4, 5, 5}, 50);
+  CHECK(allclose(conv(x), conv2d(x, from_vector(expected, conv.weight.shape()), conv.bias, 1, 1, 1, 2), 1e-12, 1e-12));
+
+  auto f = [&](const std::vector<Tensor>& in) { return conv2d(in[0], standardize_weight(in[1], 1e-5), in[2], 1, 1, 1, 2); };
+  CHECK(gradcheck(f, {leaf({2, 4, 5, 5}, 51), leaf({6, 2, 3, 3}, 52), leaf({6}, 53)}, {}, "weight-standardized conv2d"));
+}
+
+TEST_CASE("Linear matches x·Wᵀ + b from the reference matmul, and passes gradcheck", "[layers][linear][gradcheck]") {
+  Generator gen(6);
+  Linear fc(5, 3, true, kFloat64, &gen);
+  const Tensor x = rnd({4, 5}, 60);
+  const Tensor expected = add(reference::naive_matmul(x, fc.weight.t().contiguous()), fc.bias);
+  CHECK(allclose(fc(x), expected, 1e-12, 1e-12));
+  CHECK(fc(rnd({2, 4, 5}, 61)).shape() == Shape{2, 4, 3});  // leading dims are batch dims
+
+  auto f = [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); };
+  CHECK(gradcheck(f, {leaf({4, 5}, 62), leaf({3, 5}, 63), leaf({3}, 64)}, {}, "linear"));
+  auto f_no_bias = [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); };
+  CHECK(gradcheck(f_no_bias, {leaf({4, 5}, 65), leaf({3, 5}, 66)}, {}, "linear without bias"));
+
+  const double bound = 1.0 / std::sqrt(5.0);
+  CHECK(max(abs(fc.weight)).item() <= bound);
+  CHECK(max(abs(fc.bias)).item() <= bound);
+  Linear no_bias(5, 3, false);
+  CHECK(no_bias.named_parameters().size() == 1);
+  CHECK(no_bias.describe() == "Linear(5, 3, bias=false)");
+}
+
+TEST_CASE("Linear and Conv2d reject wrong ranks and feature/channel counts with nl::Error naming the shapes",
+          "[layers][errors]") {
+  Linear fc(5, 3);
+  CHECK_THROWS_WITH(fc(zeros({4, 6})), Catch::Contains("[..., 5]") && Catch::Contains("[4, 6]"));
+  CHECK_THROWS_AS(fc(zeros({})), Error);
+  Conv2d conv(3, 8, 3);
+  CHECK_THROWS_WITH(conv(zeros({8, 4, 32, 32})), Catch::Contains("[8, 4, 32, 32]") && Catch::Contains("Conv2d"));
+  CHECK_THROWS_WITH(conv(zeros({3, 32, 32})), Catch::Contains("[3, 32, 32]"));
+  CHECK_THROWS_WITH(conv(zeros({1, 3, 2, 2})), Catch::Contains("too small"));
+  CHECK_THROWS_WITH(conv2d(zeros({1, 4, 5, 5}), zeros({6, 2, 3, 3}), Tensor(), 1, 0, 1, 3),
+                    Catch::Contains("groups=3"));
+  CHECK_THROWS_WITH(conv2d(zeros({1, 4, 5, 5}), zeros({6, 4, 3, 3}), zeros({5})), Catch::Contains("bias"));
+  CHECK_THROWS_WITH(conv2d(zeros({1, 4, 5, 5}), zeros({6, 4, 3, 3}), Tensor(), 0), Catch::Contains("stride"));
+  CHECK_THROWS_AS(Conv2d(3, 8, 3, 1, 0, 1, 2), Error);  // groups must divide channels
+}
