@@ -12,3 +12,5 @@
 #include "autograd/engine.h"
 #include "autograd/gradcheck.h"
 #include "layers/module.h"
+#include "core/normalization.h"
+#include "layers/normalization.h"

@@ -1,0 +1,86 @@
+// The normalize-over-axes core: one set of kernels behind Batch, Ghost-Batch, Instance, Group and Layer
+// normalization, RMSNorm and Batch Renormalization (the ops in core/normalization.h describe each layer).
+//
+// Layout. Every one of those layers sees its contiguous input as a 5-D array
+//
+//     x[o, p, g, k, s]   of shape (outer, pooled, groups, channels_per_group, inner)
+//
+// and computes one pair of statistics per "statistic group" (o, g), pooled over (p, k, s):
+//
+//     M          = pooled · channels_per_group · inner                       elements per statistic
+//     mean[o,g]  = (1/M) Σ_{p,k,s} x[o,p,g,k,s]                              (0 when center is false)
+//     var[o,g]   = (1/M) Σ_{p,k,s} (x[o,p,g,k,s] − mean[o,g])²                biased
+//     inv_std    = 1 / sqrt(var + eps)                                       computed by the caller
+//
+// The affine parameters are indexed by the channel c = g·channels_per_group + k (length groups·K):
+//
+//     z      = (x − mean[o,g]) · inv_std[o,g]
+//     x_hat  = r[o,g] · z + d[o,g]                 r = 1, d = 0 unless BatchRenorm passes them
+//     y      = weight[c] · x_hat + bias[c]          weight = 1, bias = 0 when undefined
+//
+// How each layer maps onto it (N batch, C channels, S = product of spatial dims):
+//
+//     BatchNorm        (1,   N,   C, 1,   S)     stats per channel over (N, S)
+//     GhostBatchNorm   (N/V, V,   C, 1,   S)     stats per (virtual batch, channel)
+//     InstanceNorm     (N,   1,   C, 1,   S)     stats per (sample, channel)
+//     GroupNorm        (N,   1,   G, C/G, S)     stats per (sample, group), affine per channel
+//     LayerNorm        (N,   1,   1, D,   1)     stats per sample over D trailing elements, affine per element
+//     RMSNorm          LayerNorm's layout with center = false: "var" is the mean of squares
+//
+// Backward (closed form). With dx_hat = dy · weight[c] · r[o,g] and means taken over a statistic group:
+//
+//     batch statistics:     dx = inv_std · (dx_hat − mean(dx_hat) − z · mean(dx_hat · z))
+//                           (RMSNorm: no mean(dx_hat) term, since no mean was subtracted)
+//     constant statistics:  dx = inv_std · dx_hat                     (eval mode: a per-channel affine map)
+//     dweight[c] = Σ dy · x_hat,   dbias[c] = Σ dy,   summed over every (o, p, s) of channel c
+//
+// r and d are constants of the backward pass (Ioffe 2017: they are stop_gradient'ed).
+//
+// Dtypes. x, y, dy, dx, weight, bias, dweight and dbias share x's dtype (float32 or float64). Statistics
+// (mean, var, inv_std, r, d) are float64 tensors of length outer·groups: they are tiny, and float64 keeps a
+// channel with mean 1e7 exact. Kernels never allocate their outputs; backward ADDS (+=) into dx, dweight
+// and dbias, each of which may be undefined (not wanted).
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace nl::kernels {
+
+struct NormLayout {
+  int64_t outer = 1;               // independent blocks with their own statistics (samples, virtual batches)
+  int64_t pooled = 1;              // the dimension outside the groups pooled into each statistic (BN's batch)
+  int64_t groups = 1;              // statistic groups per block (channels for BN/IN, groups for GN)
+  int64_t channels_per_group = 1;  // affine-indexed positions inside a group (C/G for GN, D for LN)
+  int64_t inner = 1;               // positions that share one affine entry (spatial positions)
+  bool center = true;              // subtract the mean; false for RMSNorm
+
+  int64_t num_stat_groups() const { return outer * groups; }
+  int64_t count() const { return pooled * channels_per_group * inner; }  // M, elements per statistic
+  int64_t num_channels() const { return groups * channels_per_group; }   // length of weight and bias
+  int64_t numel() const { return outer * pooled * groups * channels_per_group * inner; }
+};
+
+// Per-statistic-group values the forward uses and the backward needs (float64, length outer·groups).
+struct NormStats {
+  Tensor mean;
+  Tensor inv_std;
+  Tensor r;  // BatchRenorm's scale correction, or undefined (1)
+  Tensor d;  // BatchRenorm's shift correction, or undefined (0)
+};
+
+// mean and biased var per statistic group (two passes, double accumulators). x: contiguous, layout.numel()
+// elements. mean, var: float64, length num_stat_groups().
+void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, Tensor& var);
+
+// y = weight[c] · (r · (x − mean) · inv_std + d) + bias[c]; x and y contiguous, weight/bias may be undefined.
+void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats, const Tensor& weight,
+                       const Tensor& bias, Tensor& y);
+
+// The closed-form backward above. batch_stats: the statistics were computed from x (training), so the
+// gradient flows through them; otherwise they are constants (eval). dx, dweight, dbias are ADDED to.
+void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& layout, const NormStats& stats,
+                        const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias);
+
+}  // namespace nl::kernels

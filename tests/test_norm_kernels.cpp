@@ -1,0 +1,208 @@
+// The normalize-over-axes kernels: the optimized OpenMP versions against the plain reference loops, for
+// every layout the layers use; the += contract of the backward; numerics of the variance.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/cpu/normalization.h"
+#include "core/kernels_normalization.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "core/threads.h"
+#include "test_util.h"
+
+using namespace nl;
+using kernels::NormLayout;
+using kernels::NormStats;
+using test::allclose;
+
+namespace {
+
+struct Case {
+  std::string name;
+  NormLayout layout;
+};
+
+// Every layer's layout, small and large (the large ones cross the OpenMP threshold), and the column path.
+std::vector<Case> layouts() {
+  return {
+      {"batch_norm 4-D", {1, 8, 3, 1, 25, true}},
+      {"batch_norm 4-D large", {1, 16, 8, 1, 1024, true}},
+      {"batch_norm 1-D (N, C) column path", {1, 37, 70, 1, 1, true}},
+      {"batch_norm 1-D (N, C) column path large", {1, 300, 200, 1, 1, true}},
+      {"batch_norm (N, C, L)", {1, 5, 4, 1, 7, true}},
+      {"ghost batch_norm", {3, 4, 5, 1, 6, true}},
+      {"ghost batch_norm column path", {4, 8, 70, 1, 1, true}},
+      {"instance_norm", {6, 1, 4, 1, 20, true}},
+      {"group_norm", {4, 1, 3, 4, 10, true}},
+      {"group_norm large", {8, 1, 4, 8, 256, true}},
+      {"layer_norm", {7, 1, 1, 12, 1, true}},
+      {"rms_norm", {7, 1, 1, 12, 1, false}},
+      {"rms_norm large", {64, 1, 1, 1000, 1, false}},
+  };
+}
+
+Tensor random(const Shape& shape, DType dt, Generator& gen, double mean = 0, double stddev = 1) {
+  return randn(shape, dt, &gen, mean, stddev);
+}
+
+NormStats stats_for(const Tensor& x, const NormLayout& l, double eps, bool with_renorm, Generator& gen) {
+  NormStats st{empty({l.num_stat_groups()}, kFloat64), empty({l.num_stat_groups()}, kFloat64), {}, {}};
+  Tensor var = empty({l.num_stat_groups()}, kFloat64);
+  cpu::normalize_reference_moments(x, l, st.mean, var);
+  for (int64_t i = 0; i < var.numel(); ++i) st.inv_std.data<double>()[i] = 1.0 / std::sqrt(var.data<double>()[i] + eps);
+  if (with_renorm) {
+    st.r = rand({l.num_stat_groups()}, kFloat64, &gen, 0.5, 2.0);
+    st.d = rand({l.num_stat_groups()}, kFloat64, &gen, -1.0, 1.0);
+  }
+  return st;
+}
+
+}  // namespace
+
+TEST_CASE("normalize kernels: optimized moments, forward and backward match the reference loops",
+          "[norm][kernels]") {
+  Generator gen(7);
+  for (DType dt : {kFloat64, kFloat32}) {
+    const double tol = dt == kFloat64 ? 1e-12 : 2e-5;
+    for (const Case& c : layouts()) {
+      for (bool renorm : {false, true}) {
+        INFO(c.name << " " << dtype_name(dt) << (renorm ? " with r, d" : ""));
+        const NormLayout& l = c.layout;
+        const Tensor x = random({l.numel()}, dt, gen, 0.5, 2.0);
+        Tensor m_ref = empty({l.num_stat_groups()}, kFloat64), v_ref = empty_like(m_ref);
+        Tensor m_opt = empty_like(m_ref), v_opt = empty_like(m_ref);
+        cpu::normalize_reference_moments(x, l, m_ref, v_ref);
+        cpu::normalize_moments(x, l, m_opt, v_opt);
+        CHECK(allclose(m_opt, m_ref, 1e-12, 1e-12));
+        CHECK(allclose(v_opt, v_ref, 1e-12, 1e-12));
+
+        const NormStats st = stats_for(x, l, 1e-5, renorm, gen);
+        const Tensor w = random({l.num_channels()}, dt, gen), b = random({l.num_channels()}, dt, gen);
+        Tensor y_ref = empty_like(x), y_opt = empty_like(x);
+        cpu::normalize_reference_forward(x, l, st, w, b, y_ref);
+        cpu::normalize_forward(x, l, st, w, b, y_opt);
+        CHECK(allclose(y_opt, y_ref, tol, tol));
+
+        const Tensor dy = random({l.numel()}, dt, gen);
+        for (bool batch_stats : {true, false}) {
+          INFO("batch_stats " << batch_stats);
+          Tensor dx_ref = zeros_like(x), dw_ref = zeros_like(w), db_ref = zeros_like(b);
+          Tensor dx_opt = zeros_like(x), dw_opt = zeros_like(w), db_opt = zeros_like(b);
+          cpu::normalize_reference_backward(x, dy, l, st, w, batch_stats, dx_ref, dw_ref, db_ref);
+          cpu::normalize_backward(x, dy, l, st, w, batch_stats, dx_opt, dw_opt, db_opt);
+          CHECK(allclose(dx_opt, dx_ref, tol * 10, tol * 10));
+          CHECK(allclose(dw_opt, dw_ref, tol * 10, tol * 10));
+          CHECK(allclose(db_opt, db_ref, tol * 10, tol * 10));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("normalize kernels: the result does not depend on the number of threads", "[norm][kernels]") {
+  Generator gen(3);
+  const NormLayout l{1, 64, 16, 1, 256, true};
+  const Tensor x = random({l.numel()}, kFloat32, gen), dy = random({l.numel()}, kFloat32, gen);
+  const Tensor w = random({16}, kFloat32, gen), b = random({16}, kFloat32, gen);
+  const NormStats st = stats_for(x, l, 1e-5, false, gen);
+  const int saved_threads = get_num_threads();
+  std::vector<Tensor> ys, dxs;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    Tensor y = empty_like(x), dx = zeros_like(x), dw = zeros_like(w), db = zeros_like(b);
+    cpu::normalize_forward(x, l, st, w, b, y);
+    cpu::normalize_backward(x, dy, l, st, w, true, dx, dw, db);
+    ys.push_back(y);
+    dxs.push_back(dx);
+  }
+  set_num_threads(saved_threads);
+  CHECK(test::values(ys[0]) == test::values(ys[1]));
+  CHECK(test::values(dxs[0]) == test::values(dxs[1]));
+}
+
+TEST_CASE("normalize kernels: backward adds into pre-filled dx, dweight and dbias", "[norm][kernels]") {
+  Generator gen(11);
+  for (const Case& c : layouts()) {
+    INFO(c.name);
+    const NormLayout& l = c.layout;
+    const Tensor x = random({l.numel()}, kFloat64, gen), dy = random({l.numel()}, kFloat64, gen);
+    const Tensor w = random({l.num_channels()}, kFloat64, gen);
+    const NormStats st = stats_for(x, l, 1e-5, false, gen);
+    Tensor dx0 = zeros_like(x), dw0 = zeros_like(w), db0 = zeros_like(w);
+    kernels::normalize_backward(x, dy, l, st, w, true, dx0, dw0, db0);
+
+    const Tensor fill_x = random({l.numel()}, kFloat64, gen), fill_w = random({l.num_channels()}, kFloat64, gen);
+    Tensor dx = fill_x.clone(), dw = fill_w.clone(), db = fill_w.clone();
+    kernels::normalize_backward(x, dy, l, st, w, true, dx, dw, db);
+    CHECK(allclose(dx, fill_x + dx0, 1e-12, 1e-12));
+    CHECK(allclose(dw, fill_w + dw0, 1e-12, 1e-12));
+    CHECK(allclose(db, fill_w + db0, 1e-12, 1e-12));
+
+    // Reference version, same contract.
+    Tensor rdx = fill_x.clone(), rdw = fill_w.clone(), rdb = fill_w.clone();
+    cpu::normalize_reference_backward(x, dy, l, st, w, true, rdx, rdw, rdb);
+    CHECK(allclose(rdx, fill_x + dx0, 1e-12, 1e-12));
+    CHECK(allclose(rdw, fill_w + dw0, 1e-12, 1e-12));
+  }
+}
+
+TEST_CASE("normalize kernels: undefined outputs of the backward are skipped", "[norm][kernels]") {
+  Generator gen(5);
+  const NormLayout l{1, 6, 3, 1, 4, true};
+  const Tensor x = random({l.numel()}, kFloat64, gen), dy = random({l.numel()}, kFloat64, gen);
+  const NormStats st = stats_for(x, l, 1e-5, false, gen);
+  Tensor dx = zeros_like(x), none_w, none_b, dx_full = zeros_like(x), dw = zeros({3}, kFloat64), db = zeros({3}, kFloat64);
+  kernels::normalize_backward(x, dy, l, st, Tensor(), true, dx, none_w, none_b);
+  kernels::normalize_backward(x, dy, l, st, Tensor(), true, dx_full, dw, db);
+  CHECK(allclose(dx, dx_full, 1e-14, 1e-14));
+  Tensor no_dx;
+  Tensor dw2 = zeros({3}, kFloat64), db2 = zeros({3}, kFloat64);
+  kernels::normalize_backward(x, dy, l, st, Tensor(), true, no_dx, dw2, db2);
+  CHECK(allclose(dw2, dw, 1e-14, 1e-14));
+}
+
+TEST_CASE("normalize kernels: a constant channel gives var 0 and finite outputs", "[norm][kernels][numerics]") {
+  const NormLayout l{1, 4, 1, 1, 8, true};
+  const Tensor x = full({l.numel()}, 3.25f, kFloat32);
+  Tensor m = empty({1}, kFloat64), v = empty({1}, kFloat64);
+  kernels::normalize_moments(x, l, m, v);
+  CHECK(m.item() == 3.25);
+  CHECK(v.item() == 0.0);
+  const NormStats st{m, full({1}, 1.0 / std::sqrt(1e-5), kFloat64), {}, {}};
+  Tensor y = empty_like(x);
+  kernels::normalize_forward(x, l, st, tensor({2.0}), tensor({0.5}), y);
+  for (double value : test::values(y)) CHECK(value == 0.5);
+}
+
+TEST_CASE("normalize kernels: mean 1e7 with spread 1 in float32 keeps its variance exactly",
+          "[norm][kernels][numerics]") {
+  // E[x²] − E[x]² would lose every digit here (1e14 against 1); two passes in double do not.
+  std::vector<float> values;
+  for (int i = 0; i < 64; ++i) values.push_back(1e7f + static_cast<float>(i % 2 == 0 ? 1 : -1));
+  const NormLayout l{1, 64, 1, 1, 1, true};
+  const Tensor x = from_vector(values);
+  Tensor m = empty({1}, kFloat64), v = empty({1}, kFloat64);
+  kernels::normalize_moments(x, l, m, v);
+  CHECK(m.item() == 1e7);
+  CHECK(v.item() == 1.0);
+  const NormStats st{m, full({1}, 1.0 / std::sqrt(1.0 + 1e-5), kFloat64), {}, {}};
+  Tensor y = empty_like(x);
+  kernels::normalize_forward(x, l, st, Tensor(), Tensor(), y);
+  for (int i = 0; i < 64; ++i) CHECK(y.to_vector<double>()[i] == Approx((i % 2 == 0 ? 1 : -1) / std::sqrt(1.0 + 1e-5)));
+}
+
+TEST_CASE("normalize kernels: wrong argument sizes are errors naming the argument", "[norm][kernels][errors]") {
+  const NormLayout l{1, 4, 3, 1, 2, true};
+  const Tensor x = zeros({l.numel()}, kFloat32);
+  Tensor m = empty({2}, kFloat64), v = empty({3}, kFloat64);
+  CHECK_THROWS_WITH(kernels::normalize_moments(x, l, m, v), Catch::Contains("mean") && Catch::Contains("3 elements"));
+  const NormStats st{zeros({3}, kFloat64), ones({3}, kFloat64), {}, {}};
+  Tensor y = empty_like(x);
+  CHECK_THROWS_WITH(kernels::normalize_forward(x, l, st, ones({4}), Tensor(), y), Catch::Contains("weight"));
+  CHECK_THROWS_WITH(kernels::normalize_forward(x, l, st, ones({3}, kFloat64), Tensor(), y),
+                    Catch::Contains("weight") && Catch::Contains("float32"));
+  Tensor wrong = empty({5}, kFloat32);
+  CHECK_THROWS_WITH(kernels::normalize_forward(wrong, l, st, Tensor(), Tensor(), y), Catch::Contains("[5]"));
+}
