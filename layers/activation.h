@@ -1,0 +1,51 @@
+// Activation modules: thin wrappers over the elementwise ops of core/ops.h (their math and gradients are
+// there), plus Identity.
+#pragma once
+
+#include "core/ops.h"
+#include "layers/module.h"
+
+namespace nl {
+
+class ReLU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return relu(x); }
+  std::string type_name() const override { return "ReLU"; }
+};
+
+class LeakyReLU : public Module {
+ public:
+  explicit LeakyReLU(double negative_slope = 0.01) : negative_slope(negative_slope) {}
+  Tensor forward(const Tensor& x) override { return leaky_relu(x, negative_slope); }
+  std::string type_name() const override { return "LeakyReLU"; }
+  std::string describe() const override { return cat_str("LeakyReLU(negative_slope=", negative_slope, ")"); }
+  double negative_slope;
+};
+
+// Exact GELU, x·Φ(x).
+class GELU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return gelu(x); }
+  std::string type_name() const override { return "GELU"; }
+};
+
+class Sigmoid : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return sigmoid(x); }
+  std::string type_name() const override { return "Sigmoid"; }
+};
+
+class Tanh : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return tanh(x); }
+  std::string type_name() const override { return "Tanh"; }
+};
+
+// Returns its input: the stand-in where a layer is optional (e.g. "no normalization").
+class Identity : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return x; }
+  std::string type_name() const override { return "Identity"; }
+};
+
+}  // namespace nl

@@ -1,0 +1,24 @@
+// Bias omission. A per-channel bias added just before a normalization that subtracts the per-channel mean
+// (BatchNorm, InstanceNorm: Module::cancels_preceding_bias() is true) cancels out exactly: it changes
+// nothing the network computes, only costs parameters and optimizer work. These helpers find such biases and
+// remove them.
+//
+// "Feeds straight into" means: inside a Sequential, a Linear or Conv2d immediately followed by a module whose
+// cancels_preceding_bias() is true. Removing sets the layer's bias member to an undefined Tensor; the module
+// registry holds member addresses, so the bias disappears from named_parameters() (and from checkpoints and
+// optimizers built afterwards).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "layers/module.h"
+
+namespace nl {
+
+// Dotted names ("features.0.bias") of the biases that feed straight into a normalization, in module order.
+std::vector<std::string> biases_before_normalization(Module& model);
+// Removes those biases; returns their names. Build the optimizer after calling this.
+std::vector<std::string> remove_biases_before_normalization(Module& model);
+
+}  // namespace nl
