@@ -1,0 +1,147 @@
+#include "optim/checkpoint.h"
+
+#include <charconv>
+
+#include "autograd/engine.h"
+#include "core/safetensors.h"
+
+namespace nl {
+namespace {
+
+const std::string kOptimizerPrefix = "optimizer.";
+const std::string kStepKey = "optimizer.step_count";
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+using Named = std::vector<std::pair<std::string, Tensor>>;
+
+Named model_tensors(const Module& model) {
+  Named all = model.named_parameters();
+  for (auto& b : model.named_buffers()) all.push_back(b);
+  for (const auto& [name, t] : all)
+    check(!starts_with(name, kOptimizerPrefix), "save_checkpoint: the model tensor '", name,
+          "' uses the prefix 'optimizer.', which checkpoints reserve for the optimizer state");
+  return all;
+}
+
+Metadata with_user_metadata(Metadata base, const Metadata& user, const char* op) {
+  for (const auto& [k, v] : user) {
+    check(!starts_with(k, "normlab.") && !starts_with(k, kOptimizerPrefix), op, ": metadata key '", k,
+          "' is reserved (keys starting with 'normlab.' or 'optimizer.')");
+    base[k] = v;
+  }
+  return base;
+}
+
+std::string describe_tensor(const Tensor& t) { return cat_str(t.shape(), " ", dtype_name(t.dtype())); }
+
+// Every mismatch between the file's model tensors and the model's.
+void compare_model(const Named& expected, const Named& in_file, std::vector<std::string>& problems) {
+  for (const auto& [name, t] : expected) {
+    const Tensor* found = nullptr;
+    for (const auto& [fname, ft] : in_file)
+      if (fname == name) found = &ft;
+    if (!found) {
+      problems.push_back(cat_str("missing '", name, "' (the model has ", describe_tensor(t), ")"));
+    } else if (found->shape() != t.shape()) {
+      problems.push_back(cat_str("'", name, "' has shape ", found->shape(), " in the file but ", t.shape(),
+                                 " in the model"));
+    } else if (found->dtype() != t.dtype()) {
+      problems.push_back(cat_str("'", name, "' is ", dtype_name(found->dtype()), " in the file but ",
+                                 dtype_name(t.dtype()), " in the model"));
+    }
+  }
+  for (const auto& [fname, ft] : in_file) {
+    bool known = false;
+    for (const auto& [name, t] : expected) known = known || name == fname;
+    if (!known)
+      problems.push_back(cat_str("unexpected '", fname, "' (", describe_tensor(ft), ") is in the file but not in the model"));
+  }
+}
+
+[[noreturn]] void report(const char* op, const std::string& path, const std::vector<std::string>& problems) {
+  std::string msg = cat_str(op, ": ", path, " does not match: ", problems.size(),
+                            problems.size() == 1 ? " problem" : " problems", " (nothing was loaded)");
+  for (const std::string& p : problems) msg += "\n  " + p;
+  throw Error(msg);
+}
+
+void copy_into(const Named& model, const Named& in_file) {
+  NoGradGuard no_record;
+  for (const auto& [name, t] : model)
+    for (const auto& [fname, ft] : in_file)
+      if (fname == name) {
+        Tensor dst = t;
+        dst.copy_(ft);
+      }
+}
+
+struct SplitFile {
+  Named model, optimizer;  // optimizer names without the prefix
+  Metadata metadata;
+};
+
+SplitFile read_split(const std::string& path) {
+  SafetensorsContents c = load_safetensors(path);
+  SplitFile s;
+  s.metadata = std::move(c.metadata);
+  for (auto& [name, t] : c.tensors) {
+    if (starts_with(name, kOptimizerPrefix))
+      s.optimizer.emplace_back(name.substr(kOptimizerPrefix.size()), std::move(t));
+    else
+      s.model.emplace_back(name, std::move(t));
+  }
+  return s;
+}
+
+}  // namespace
+
+void save_model(const std::string& path, const Module& model, const Metadata& metadata) {
+  save_safetensors(path, model_tensors(model),
+                   with_user_metadata({{"normlab.format", "checkpoint-v1"}}, metadata, "save_model"));
+}
+
+void load_model(const std::string& path, Module& model) {
+  const SplitFile file = read_split(path);
+  const Named expected = model_tensors(model);
+  std::vector<std::string> problems;
+  compare_model(expected, file.model, problems);
+  if (!problems.empty()) report("load_model", path, problems);
+  copy_into(expected, file.model);
+}
+
+void save_checkpoint(const std::string& path, const Module& model, const SGD& optimizer, const Metadata& metadata) {
+  Named tensors = model_tensors(model);
+  for (auto& [name, t] : optimizer.state_tensors()) tensors.emplace_back(kOptimizerPrefix + name, t);
+  Metadata meta = {{"normlab.format", "checkpoint-v1"}, {kStepKey, std::to_string(optimizer.step_count())}};
+  if (optimizer.schedule()) meta["optimizer.schedule"] = optimizer.schedule()->describe();
+  save_safetensors(path, tensors, with_user_metadata(meta, metadata, "save_checkpoint"));
+}
+
+void load_checkpoint(const std::string& path, Module& model, SGD& optimizer) {
+  const SplitFile file = read_split(path);
+  const Named expected = model_tensors(model);
+  std::vector<std::string> problems;
+  compare_model(expected, file.model, problems);
+
+  int64_t step_count = 0;
+  const auto it = file.metadata.find(kStepKey);
+  if (it == file.metadata.end()) {
+    problems.push_back(cat_str("no optimizer state: the metadata lacks '", kStepKey,
+                               "' (a model-only file? use load_model)"));
+  } else {
+    const std::string& s = it->second;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), step_count);
+    if (ec != std::errc() || end != s.data() + s.size())
+      problems.push_back(cat_str("metadata '", kStepKey, "' is \"", s, "\", not an integer"));
+    else
+      for (const std::string& p : optimizer.check_state(step_count, file.optimizer)) problems.push_back(p);
+  }
+  if (!problems.empty()) report("load_checkpoint", path, problems);
+  copy_into(expected, file.model);
+  optimizer.load_state(step_count, file.optimizer);
+}
+
+Metadata read_checkpoint_metadata(const std::string& path) { return load_safetensors(path).metadata; }
+
+}  // namespace nl

@@ -1,0 +1,36 @@
+// Checkpoints: a model's parameters and buffers by dotted name, and optionally the optimizer's state, in
+// one safetensors file (core/safetensors.h), so Python reads them with safetensors or NumPy.
+//
+//   "<dotted name>"                              every parameter and buffer ("features.0.weight", ...)
+//   "optimizer.group<g>.param<i>.momentum_buffer" the SGD momentum buffers that exist
+//   __metadata__: "normlab.format": "checkpoint-v1", "optimizer.step_count": "<n>" (the schedule position:
+//                 schedules are functions of the step count), "optimizer.schedule": description, plus the
+//                 caller's own string pairs.
+//
+// Writes are atomic (a crash leaves the old file or the new one). Loading validates the whole file and every
+// name, shape and dtype first, reports EVERY mismatch in one nl::Error, and copies nothing unless all is
+// well: a bad file leaves the model and the optimizer exactly as they were.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "layers/module.h"
+#include "optim/sgd.h"
+
+namespace nl {
+
+using Metadata = std::map<std::string, std::string>;
+
+void save_model(const std::string& path, const Module& model, const Metadata& metadata = {});
+// Loads the model tensors of a model file or of a full checkpoint (optimizer entries are ignored).
+void load_model(const std::string& path, Module& model);
+
+void save_checkpoint(const std::string& path, const Module& model, const SGD& optimizer,
+                     const Metadata& metadata = {});
+void load_checkpoint(const std::string& path, Module& model, SGD& optimizer);
+
+// The __metadata__ of a checkpoint or model file (validates the whole file).
+Metadata read_checkpoint_metadata(const std::string& path);
+
+}  // namespace nl
