@@ -81,6 +81,16 @@ Tensor* Module::find_tensor(const std::string& dotted) {
   return nullptr;
 }
 
+void Module::replace_child(const std::string& name, std::shared_ptr<Module> child) {
+  check(child != nullptr, type_name(), ": replacement for child '", name, "' is null");
+  for (auto& [n, c] : children_)
+    if (n == name) {
+      c = std::move(child);
+      return;
+    }
+  throw Error(cat_str(type_name(), ": no child named '", name, "' to replace"));
+}
+
 void Module::train(bool on) {
   const bool changed = training_ != on;
   training_ = on;

@@ -59,6 +59,9 @@ class Module {
   std::vector<std::pair<std::string, Module*>> named_modules();
   // The parameter or buffer with this dotted name; nullptr when there is none.
   Tensor* find_tensor(const std::string& dotted_name);
+  // Puts `child` in place of this module's direct child `name` (same position); an error when there is no
+  // such child. fold_batchnorm uses it to swap a folded BatchNorm for an Identity.
+  void replace_child(const std::string& name, std::shared_ptr<Module> child);
 
   // ---- mode
   // Sets the training flag of this module and of every descendant.

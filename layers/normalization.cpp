@@ -77,6 +77,12 @@ void BatchNorm::check_input(const Tensor& x) const {
   check_channels(type_name_, x, num_features_);
 }
 
+void BatchNorm::set_momentum(std::optional<double> momentum) {
+  check(!momentum || (*momentum >= 0 && *momentum <= 1), type_name_, ": momentum must be in [0, 1], got ",
+        momentum_str(momentum));
+  options_.momentum = momentum;
+}
+
 double BatchNorm::next_update_factor() const {
   if (options_.momentum) return *options_.momentum;
   return cumulative_average_factor(static_cast<int64_t>(num_batches_tracked.item()) + 1);

@@ -59,6 +59,8 @@ class BatchNorm : public Module {
 
   int64_t num_features() const { return num_features_; }
   const BatchNormOptions& options() const { return options_; }
+  // Changes the running-average momentum (nullopt: cumulative average); recompute_batchnorm_stats uses it.
+  void set_momentum(std::optional<double> momentum);
 
  protected:
   // Checks the rank and the channel count (dim 1); throws naming the layer and the shape.
@@ -192,6 +194,7 @@ class FrozenBatchNorm : public Module {
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "FrozenBatchNorm"; }
   std::string describe() const override;
+  double eps() const { return eps_; }
 
  private:
   int64_t num_features_;

@@ -28,3 +28,4 @@
 #include "optim/clip.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
+#include "layers/batchnorm_tools.h"
