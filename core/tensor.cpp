@@ -61,6 +61,7 @@ int64_t Tensor::numel() const { return numel_of(shape()); }
 
 bool Tensor::is_contiguous() const {
   const TensorImpl& im = checked();
+  if (numel() == 0) return true;  // no element to misplace (and contiguous_strides treats size 0 as 1)
   int64_t expected = 1;
   for (int64_t d = static_cast<int64_t>(im.shape.size()) - 1; d >= 0; --d) {
     if (im.shape[d] == 1) continue;
