@@ -4,6 +4,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/gradcheck.h"
+#include "core/kernels_conv.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "layers/conv.h"
@@ -191,4 +192,30 @@ TEST_CASE("Linear and Conv2d reject wrong ranks and feature/channel counts with 
   CHECK_THROWS_WITH(conv2d(zeros({1, 4, 5, 5}), zeros({6, 4, 3, 3}), zeros({5})), Catch::Contains("bias"));
   CHECK_THROWS_WITH(conv2d(zeros({1, 4, 5, 5}), zeros({6, 4, 3, 3}), Tensor(), 0), Catch::Contains("stride"));
   CHECK_THROWS_AS(Conv2d(3, 8, 3, 1, 0, 1, 2), Error);  // groups must divide channels
+}
+
+TEST_CASE("col2im is the adjoint of im2col: <im2col(x), c> = <x, col2im(c)>", "[layers][conv][kernels]") {
+  kernels::Conv2dGeometry g;
+  g.batch = 3, g.channels = 2, g.height = 6, g.width = 5, g.kernel_h = 3, g.kernel_w = 2;
+  g.stride_h = 2, g.stride_w = 1, g.pad_h = 1, g.pad_w = 1, g.dilation_h = 1, g.dilation_w = 2;
+  g.out_h = kernels::sliding_output_size(g.height, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h);
+  g.out_w = kernels::sliding_output_size(g.width, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
+  const int64_t rows = g.channels * g.kernel_h * g.kernel_w, cols = 2 * g.out_h * g.out_w;  // samples 1 and 2
+  const Tensor x = rnd({3, 2, 6, 5}, 70), c = rnd({rows, cols}, 71);
+  Tensor col = empty({rows, cols}, kFloat64), dx = zeros({3, 2, 6, 5}, kFloat64);
+  kernels::im2col(x, g, 1, 2, col);
+  kernels::col2im(c, g, 1, 2, dx);
+  CHECK(sum(mul(col, c)).item() == Approx(sum(mul(x, dx)).item()).epsilon(1e-12));
+  CHECK(max(abs(dx.narrow(0, 0, 1))).item() == 0.0);  // sample 0 is outside the chunk
+}
+
+TEST_CASE("conv2d and Linear handle an empty batch", "[layers][conv][linear]") {
+  Conv2d conv(3, 4, 3, {.padding = 1});
+  const Tensor x = zeros({0, 3, 8, 8}).requires_grad_();
+  const Tensor y = conv(x);
+  CHECK(y.shape() == Shape{0, 4, 8, 8});
+  sum(y).backward();
+  CHECK(x.grad().shape() == Shape{0, 3, 8, 8});
+  CHECK(max(abs(conv.weight.grad())).item() == 0.0);
+  CHECK(Linear(5, 2)(zeros({0, 5})).shape() == Shape{0, 2});
 }

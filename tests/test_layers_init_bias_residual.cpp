@@ -10,6 +10,7 @@
 #include "layers/conv.h"
 #include "layers/init.h"
 #include "layers/linear.h"
+#include "layers/normalization.h"
 #include "layers/residual.h"
 #include "test_util.h"
 
@@ -150,4 +151,21 @@ TEST_CASE("small_resnet maps images to class scores and trains", "[layers][resid
     INFO(name);
     CHECK(p.grad().defined());
   }
+}
+
+TEST_CASE("with BatchNorm2d as the normalization, blocks build bias-free convs and the helper finds "
+          "Conv2d -> BatchNorm2d biases", "[layers][residual][bias]") {
+  BasicBlock block(4, 8, 2, [](int64_t c) { return std::make_shared<BatchNorm2d>(c); });
+  for (auto& [name, p] : block.named_parameters()) {
+    INFO(name);
+    CHECK((name != "body.0.bias" && name != "body.3.bias" && name != "shortcut.0.bias"));  // convs: no bias
+  }
+  CHECK(block.named_parameters().size() == 3 + 2 * 3);  // three conv weights, three BatchNorm γ/β pairs
+  CHECK(block(randn({4, 4, 6, 6})).shape() == Shape{4, 8, 3, 3});
+
+  Sequential net;
+  net.emplace<Conv2d>(3, 8, 3);
+  net.emplace<BatchNorm2d>(8);
+  net.emplace<Linear>(8, 8);
+  CHECK(biases_before_normalization(net) == std::vector<std::string>{"0.bias"});
 }

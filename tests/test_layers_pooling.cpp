@@ -108,3 +108,11 @@ TEST_CASE("pooling rejects bad input with nl::Error naming the op and the shape"
   CHECK_THROWS_AS(MaxPool2d(0), Error);
   CHECK_THROWS_AS(max_pool2d(zeros({1, 1, 4, 4}, kInt64), 2), Error);
 }
+
+TEST_CASE("max_pool2d propagates NaN, and pooling handles an empty batch", "[layers][pooling]") {
+  const Tensor x = tensor({1, NAN, 3, 2}).reshape({1, 1, 2, 2});
+  CHECK(std::isnan(max_pool2d(x, 2).item()));
+  CHECK(max_pool2d(zeros({0, 3, 4, 4}), 2).shape() == Shape{0, 3, 2, 2});
+  CHECK(avg_pool2d(zeros({0, 3, 4, 4}), 2).shape() == Shape{0, 3, 2, 2});
+  CHECK(global_avg_pool2d(zeros({0, 3, 4, 4})).shape() == Shape{0, 3});
+}
