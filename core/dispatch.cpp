@@ -1,7 +1,13 @@
 // The one place where each kernel family picks its implementation by device (see core/kernels.h).
 // A GPU backend adds a `case Device::CUDA:` calling cuda::<same name>; nothing else changes.
+#include "core/cpu/cpu_conv.h"
 #include "core/cpu/cpu_kernels.h"
+#include "core/cpu/cpu_loss.h"
+#include "core/cpu/cpu_normalization.h"
 #include "core/kernels.h"
+#include "core/kernels_conv.h"
+#include "core/kernels_loss.h"
+#include "core/kernels_normalization.h"
 
 namespace nl::kernels {
 namespace {
@@ -76,13 +82,55 @@ void index_add(const Tensor& g, int64_t outer, int64_t size, int64_t inner, cons
   no_backend("index_add", g.device());
 }
 
-}  // namespace nl::kernels
+// ---- convolution, pooling and fused losses (core/kernels_conv.h, core/kernels_loss.h) ------------------
+
+
+void im2col(const Tensor& x, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& col) {
+  if (x.device() == Device::CPU) return cpu::im2col(x, geo, n0, count, col);
+  no_backend("im2col", x.device());
+}
+void col2im(const Tensor& col, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& dx) {
+  if (col.device() == Device::CPU) return cpu::col2im(col, geo, n0, count, dx);
+  no_backend("col2im", col.device());
+}
+void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax) {
+  if (x.device() == Device::CPU) return cpu::max_pool2d(x, geo, out, argmax);
+  no_backend("max_pool2d", x.device());
+}
+void max_pool2d_backward(const Tensor& g, const Tensor& argmax, const Pool2dGeometry& geo, Tensor& dx) {
+  if (g.device() == Device::CPU) return cpu::max_pool2d_backward(g, argmax, geo, dx);
+  no_backend("max_pool2d_backward", g.device());
+}
+void avg_pool2d(const Tensor& x, const Pool2dGeometry& geo, bool count_include_pad, Tensor& out) {
+  if (x.device() == Device::CPU) return cpu::avg_pool2d(x, geo, count_include_pad, out);
+  no_backend("avg_pool2d", x.device());
+}
+void avg_pool2d_backward(const Tensor& g, const Pool2dGeometry& geo, bool count_include_pad, Tensor& dx) {
+  if (g.device() == Device::CPU) return cpu::avg_pool2d_backward(g, geo, count_include_pad, dx);
+  no_backend("avg_pool2d_backward", g.device());
+}
+void adaptive_avg_pool2d(const Tensor& x, Tensor& out) {
+  if (x.device() == Device::CPU) return cpu::adaptive_avg_pool2d(x, out);
+  no_backend("adaptive_avg_pool2d", x.device());
+}
+void adaptive_avg_pool2d_backward(const Tensor& g, Tensor& dx) {
+  if (g.device() == Device::CPU) return cpu::adaptive_avg_pool2d_backward(g, dx);
+  no_backend("adaptive_avg_pool2d_backward", g.device());
+}
+void cross_entropy(const Tensor& logits, const Tensor& targets, double label_smoothing, Tensor& probs,
+                   Tensor& row_loss) {
+  if (logits.device() == Device::CPU) return cpu::cross_entropy(logits, targets, label_smoothing, probs, row_loss);
+  no_backend("cross_entropy", logits.device());
+}
+void cross_entropy_backward(const Tensor& probs, const Tensor& targets, double label_smoothing,
+                            const Tensor& row_grad, Tensor& dlogits) {
+  if (probs.device() == Device::CPU)
+    return cpu::cross_entropy_backward(probs, targets, label_smoothing, row_grad, dlogits);
+  no_backend("cross_entropy_backward", probs.device());
+}
 
 // ---- normalization: the normalize-over-axes core (core/kernels_normalization.h) ------------------------
-#include "core/cpu/normalization.h"
-#include "core/kernels_normalization.h"
 
-namespace nl::kernels {
 
 void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, Tensor& var) {
   if (x.device() == Device::CPU) return cpu::normalize_moments(x, layout, mean, var);

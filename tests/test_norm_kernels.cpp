@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "core/cpu/normalization.h"
+#include "core/cpu/cpu_normalization.h"
 #include "core/kernels_normalization.h"
 #include "core/ops.h"
 #include "core/random.h"

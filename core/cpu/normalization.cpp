@@ -11,7 +11,7 @@
 //     of an (N, C) matrix, so the loops run over rows and vectorize along C instead.
 // All sums accumulate in double whatever the element type; per-element math is done in double and rounded
 // once, so the statistics (float64) are never rounded to float before use.
-#include "core/cpu/normalization.h"
+#include "core/cpu/cpu_normalization.h"
 
 #include <algorithm>
 #include <vector>

@@ -1,0 +1,203 @@
+// normlab-bench: fixed workloads, timed on 2 threads, for comparison with bench/torch_reference.py.
+//
+//   a. MLP 784-512-512-10 with BatchNorm1d (bias off), ReLU, cross-entropy, SGD (momentum 0.9, wd 5e-4):
+//      a training step at batch 128, and the eval forward at batch 1000.
+//   b. The trainer's CNN (conv3x3 1→32, BN, ReLU, pool; conv3x3 32→64, BN, ReLU, pool; fc 3136→128, BN,
+//      ReLU; fc 128→10): a training step at batch 64, and the eval forward at batch 1000.
+//   c. BatchNorm2d forward (train) and forward+backward on [64,64,28,28] and [256,32,16,16]; LayerNorm and
+//      GroupNorm(32) forward+backward on [64,64,28,28]. Each also reports its achieved bandwidth: the bytes
+//      a minimal implementation must move (forward: read x, write y; backward: read x, dy, write dx) over
+//      the time, as a fraction of the measured triad bandwidth.
+//   d. Conv2d 32→64 3×3, pad 1, on [64,32,14,14]: forward, and forward+backward.
+//   e. sgemm 1024³ through nl::matmul, and copy/triad probes of memory bandwidth (16 MB arrays: L3-sized).
+//
+// Each result is the median (min, max) of --iters runs after --warmup. Prints one line per workload and
+// writes JSON lines to --json.
+#include <omp.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include <normlab/normlab.h>
+
+#include "bench_util.h"
+
+using namespace nl;
+using bench::Result;
+using bench::time_it;
+
+namespace {
+
+struct Args {
+  int iters = 20, warmup = 3, threads = 2;
+  std::string json, only;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw Error(cat_str("normlab-bench: ", k, " needs a value"));
+      return argv[++i];
+    };
+    if (k == "--iters") a.iters = std::stoi(value());
+    else if (k == "--warmup") a.warmup = std::stoi(value());
+    else if (k == "--threads") a.threads = std::stoi(value());
+    else if (k == "--json") a.json = value();
+    else if (k == "--only") a.only = value();
+    else if (k == "--help" || k == "-h") {
+      std::printf("usage: normlab-bench [--iters N] [--warmup N] [--threads N] [--only a,b,...] [--json FILE]\n");
+      std::exit(0);
+    } else {
+      throw Error(cat_str("normlab-bench: unknown option ", k));
+    }
+  }
+  return a;
+}
+
+// ---- e. the roofline ---------------------------------------------------------------------------------------
+
+constexpr int64_t kProbeFloats = 4 * 1024 * 1024;  // 16 MB per array
+
+std::function<void()> triad_probe(Tensor& a, const Tensor& b, const Tensor& c) {
+  return [&a, &b, &c] {
+    float* pa = a.data<float>();
+    const float *pb = b.data<float>(), *pc = c.data<float>();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < kProbeFloats; ++i) pa[i] = pb[i] + 3.0f * pc[i];
+  };
+}
+
+std::function<void()> copy_probe(Tensor& a, const Tensor& b) {
+  return [&a, &b] {
+    float* pa = a.data<float>();
+    const float* pb = b.data<float>();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < kProbeFloats; ++i) pa[i] = pb[i];
+  };
+}
+
+// ---- c. normalization kernels ------------------------------------------------------------------------------
+
+double tensor_bytes(const Shape& s) { return static_cast<double>(numel_of(s)) * sizeof(float); }
+
+std::function<void()> layer_forward(const ModulePtr& layer, const Shape& shape) {
+  auto x = std::make_shared<Tensor>(randn(shape));
+  return [layer, x] {
+    NoGradGuard no_record;
+    layer->forward(*x);
+  };
+}
+
+// Forward and backward with a random upstream gradient (a plain sum would make BatchNorm's dx zero).
+std::function<void()> layer_forward_backward(const ModulePtr& layer, const Shape& shape) {
+  auto x = std::make_shared<Tensor>(randn(shape).requires_grad_());
+  Shape out_shape;
+  {
+    NoGradGuard no_record;
+    out_shape = layer->forward(*x).shape();
+  }
+  auto g = std::make_shared<Tensor>(randn(out_shape));
+  return [layer, x, g] {
+    x->zero_grad();
+    layer->zero_grad();
+    layer->forward(*x).backward(*g);
+  };
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  use_fastest_blas_kernel(argv);
+  try {
+    const Args args = parse(argc, argv);
+    set_num_threads(args.threads);
+    manual_seed(0);
+    std::fprintf(stderr, "normlab-bench: %s\n", runtime_summary().c_str());
+    std::set<std::string> only;
+    {
+      std::stringstream ss(args.only);
+      std::string item;
+      while (std::getline(ss, item, ','))
+        if (!item.empty()) only.insert(item);
+    }
+
+    std::vector<Result> results;
+    auto run = [&](const std::string& name, const std::function<void()>& fn, double bytes = 0, double flops = 0) {
+      if (!only.empty() && !only.count(name)) return;
+      Result r = time_it(name, fn, args.iters, args.warmup);
+      r.bytes = bytes;
+      r.flops = flops;
+      results.push_back(r);
+    };
+
+    // e. roofline first: the bandwidth fractions below refer to it.
+    Tensor pa = zeros({kProbeFloats}), pb = randn({kProbeFloats}), pc = randn({kProbeFloats});
+    run("triad_16MB", triad_probe(pa, pb, pc), 3 * tensor_bytes({kProbeFloats}));
+    run("copy_16MB", copy_probe(pa, pb), 2 * tensor_bytes({kProbeFloats}));
+    {
+      Tensor a = randn({1024, 1024}), b = randn({1024, 1024});
+      run("sgemm_1024", [a, b] { matmul(a, b); }, 0, 2.0 * 1024 * 1024 * 1024);
+    }
+
+    // c. normalization
+    const Shape big{64, 64, 28, 28}, small{256, 32, 16, 16};
+    run("bn2d_fwd_64x64x28x28", layer_forward(std::make_shared<BatchNorm2d>(64), big), 2 * tensor_bytes(big));
+    run("bn2d_fwd_bwd_64x64x28x28", layer_forward_backward(std::make_shared<BatchNorm2d>(64), big),
+        5 * tensor_bytes(big));
+    run("bn2d_fwd_256x32x16x16", layer_forward(std::make_shared<BatchNorm2d>(32), small), 2 * tensor_bytes(small));
+    run("bn2d_fwd_bwd_256x32x16x16", layer_forward_backward(std::make_shared<BatchNorm2d>(32), small),
+        5 * tensor_bytes(small));
+    run("layernorm_fwd_bwd_64x64x28x28",
+        layer_forward_backward(std::make_shared<LayerNorm>(Shape{64, 28, 28}), big), 5 * tensor_bytes(big));
+    run("groupnorm32_fwd_bwd_64x64x28x28", layer_forward_backward(std::make_shared<GroupNorm>(32, 64), big),
+        5 * tensor_bytes(big));
+
+    // d. convolution
+    {
+      auto conv = std::make_shared<Conv2d>(32, 64, 3, 1, 1);
+      const double flops = 2.0 * 64 * 64 * 14 * 14 * 32 * 9;
+      run("conv3x3_32to64_fwd_64x32x14x14", layer_forward(conv, {64, 32, 14, 14}), 0, flops);
+      run("conv3x3_32to64_fwd_bwd_64x32x14x14", layer_forward_backward(conv, {64, 32, 14, 14}), 0, 3 * flops);
+    }
+
+    // Report.
+    double triad_gbs = 0;
+    for (const Result& r : results)
+      if (r.name == "triad_16MB") triad_gbs = r.bytes / (r.median_ms * 1e6);
+    std::ofstream json;
+    if (!args.json.empty()) json.open(args.json);
+    for (const Result& r : results) {
+      std::printf("%-40s median %9.3f ms  min %9.3f  max %9.3f", r.name.c_str(), r.median_ms, r.min_ms, r.max_ms);
+      std::ostringstream extra;
+      if (r.bytes > 0) {
+        const double gbs = r.bytes / (r.median_ms * 1e6);
+        std::printf("  %6.1f GB/s", gbs);
+        extra << ", \"gb_per_s\": " << gbs;
+        if (triad_gbs > 0 && r.name != "triad_16MB") {
+          std::printf(" (%3.0f%% of triad)", 100 * gbs / triad_gbs);
+          extra << ", \"fraction_of_triad\": " << gbs / triad_gbs;
+        }
+      }
+      if (r.flops > 0) {
+        const double gflops = r.flops / (r.median_ms * 1e6);
+        std::printf("  %6.1f GFLOP/s", gflops);
+        extra << ", \"gflop_per_s\": " << gflops;
+      }
+      std::printf("\n");
+      if (json)
+        json << "{\"name\": \"" << r.name << "\", \"median_ms\": " << r.median_ms << ", \"min_ms\": " << r.min_ms
+             << ", \"max_ms\": " << r.max_ms << ", \"iters\": " << r.iters << extra.str() << "}\n";
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,48 @@
+// The networks of the bundled trainers, studies and benchmarks, built from library modules.
+//
+//   mlp     Flatten → [Linear → norm → ReLU] × len(hidden) → Linear(…, 10)          (default hidden 512, 512)
+//   cnn     the small VGG-style net:  [conv3×3 → norm → ReLU → maxpool 2] for 1→32 and 32→64 channels,
+//           Flatten → Linear(3136, 128) → norm → ReLU → Linear(128, 10)             (input 1×28×28)
+//   resnet  a small ResNet of BasicBlocks (widths 16, 32, 64; layers/residual.h) on 1×28×28
+//
+// The normalization is chosen by name (ModelConfig::norm). With "instance", the CNN's fully connected block
+// has no normalization: InstanceNorm needs spatial positions to average over. `bias` decides whether the
+// Linear/Conv2d layers that feed a normalization layer get a bias: "auto" and "off" = no bias before a
+// normalization layer (its shift β makes a preceding bias redundant; BatchNorm and InstanceNorm cancel it
+// exactly) and a bias everywhere else; "off" = no bias in any hidden layer, normalized or not; "on" = a bias
+// everywhere. The classifier (last Linear) always has its bias.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <normlab/normlab.h>
+
+namespace nl::examples {
+
+struct ModelConfig {
+  std::string model = "cnn";  // mlp | cnn | resnet
+  std::string norm = "batch";  // none | batch | layer | group | instance | rms | batchrenorm | ghost | noisy
+  std::string bias = "auto";   // auto | on | off
+  std::vector<int64_t> mlp_hidden = {512, 512};
+  int64_t groups = 8;                // GroupNorm groups (must divide every channel count)
+  int64_t ghost_batch_size = 16;     // GhostBatchNorm virtual batch
+  int64_t renorm_total_steps = 0;    // > 0: BatchRenorm's schedule is scaled to this run length
+};
+
+// Throws nl::Error naming the option when a name or a combination is not supported.
+void validate(const ModelConfig& config);
+
+std::shared_ptr<Sequential> build_model(const ModelConfig& config);
+
+// "cnn, norm=batch, bias=auto" — for headers.
+std::string summary(const ModelConfig& config);
+
+// The config as checkpoint metadata ("model.*" keys) and back, so normlab-predict rebuilds the same net.
+std::map<std::string, std::string> to_metadata(const ModelConfig& config);
+ModelConfig from_metadata(const std::map<std::string, std::string>& metadata);
+
+}  // namespace nl::examples

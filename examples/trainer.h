@@ -1,0 +1,56 @@
+// The training loop behind normlab-train: Fashion-MNIST (or a synthetic stand-in), a model from
+// examples/models.h, SGD with momentum and weight decay (none on biases and normalization γ/β), a linear
+// warm-up then cosine learning rate, and an evaluation on the test set after every epoch.
+//
+// Resuming. After every epoch the trainer can save a checkpoint (model, optimizer state, and the run's
+// settings as metadata). --resume restores all of it and continues with the next epoch: the data order of an
+// epoch is a pure function of (seed, epoch) (data/dataloader.h) and the schedule a pure function of the step
+// count, so a resumed run computes exactly what an uninterrupted one would have.
+// (NoisyBatchNorm's noise generator is the one piece of state not saved: its draws differ after a resume.)
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "models.h"
+
+namespace nl::examples {
+
+struct TrainOptions {
+  ModelConfig model;
+  int64_t batch_size = 64;
+  double lr = 0.05;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+  int64_t epochs = 1;
+  int64_t warmup_steps = 100;
+  std::string schedule = "cosine";  // cosine | constant
+  uint64_t seed = 1;
+  int threads = 2;
+  std::string data_dir;             // Fashion-MNIST folder ("" = default lookup)
+  int64_t synthetic = 0;            // > 0: train on this many synthetic bar images per class instead
+  std::string save;                 // checkpoint written after every epoch ("" = none)
+  std::string resume;               // checkpoint to continue from ("" = start fresh)
+  std::string bn_mode_at_test = "eval";  // eval | train ("train" reproduces the forgotten model.eval())
+  std::string json;                 // JSON lines, one per epoch ("" = none)
+  int64_t stop_after_epochs = 0;    // > 0: stop this invocation after that many epochs (resume later)
+  int64_t eval_batch_size = 1000;
+  bool quiet = false;               // no per-epoch output (tests)
+};
+
+struct EpochMetrics {
+  int64_t epoch = 0;  // 1-based
+  double train_loss = 0, train_accuracy = 0, test_loss = 0, test_accuracy = 0;
+  double seconds = 0, steps_per_second = 0, lr = 0;
+};
+
+// Runs the whole training; returns one entry per epoch run in this call. Throws nl::Error for bad options,
+// missing data or a checkpoint that does not fit.
+std::vector<EpochMetrics> train(TrainOptions options);
+
+// The parameters of the trained model after train() (for tests): set by train() when non-null.
+extern std::function<void(const Module&)> on_training_done;
+
+}  // namespace nl::examples
