@@ -2,6 +2,7 @@
 // the lookup rules and error messages on small fake copies the test writes.
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <catch2/catch.hpp>

@@ -7,6 +7,8 @@
 #include <stb/stb_image_write.h>
 #pragma GCC diagnostic pop
 
+#include <algorithm>
+
 #include <catch2/catch.hpp>
 
 #include "data/dataloader.h"

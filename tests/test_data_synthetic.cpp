@@ -1,4 +1,5 @@
 // Synthetic data sets: shapes, the documented formulas, determinism under a seed, and learnable structure.
+#include <algorithm>
 #include <cmath>
 
 #include <catch2/catch.hpp>
