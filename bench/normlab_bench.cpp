@@ -26,6 +26,7 @@
 #include <normlab/normlab.h>
 
 #include "bench_util.h"
+#include "models.h"
 
 using namespace nl;
 using bench::Result;
@@ -36,6 +37,7 @@ namespace {
 struct Args {
   int iters = 20, warmup = 3, threads = 2;
   std::string json, only;
+  bool list = false;  // print the workload names and exit
 };
 
 Args parse(int argc, char** argv) {
@@ -51,8 +53,10 @@ Args parse(int argc, char** argv) {
     else if (k == "--threads") a.threads = std::stoi(value());
     else if (k == "--json") a.json = value();
     else if (k == "--only") a.only = value();
+    else if (k == "--list") a.list = true;
     else if (k == "--help" || k == "-h") {
-      std::printf("usage: normlab-bench [--iters N] [--warmup N] [--threads N] [--only a,b,...] [--json FILE]\n");
+      std::printf("usage: normlab-bench [--iters N] [--warmup N] [--threads N] [--only a,b,...] [--json FILE] "
+                  "[--list]\n");
       std::exit(0);
     } else {
       throw Error(cat_str("normlab-bench: unknown option ", k));
@@ -111,6 +115,41 @@ std::function<void()> layer_forward_backward(const ModulePtr& layer, const Shape
   };
 }
 
+// ---- a, b. whole models ------------------------------------------------------------------------------------
+
+std::shared_ptr<Sequential> bench_model(const std::string& kind) {
+  examples::ModelConfig c;  // BatchNorm after every hidden layer, no bias before it
+  c.model = kind;
+  c.norm = "batch";
+  return examples::build_model(c);
+}
+
+std::function<void()> train_step(const std::string& kind, int64_t batch) {
+  auto model = bench_model(kind);
+  SGDOptions o;
+  o.lr = 0.01;
+  o.momentum = 0.9;
+  auto opt = std::make_shared<SGD>(split_decay_groups(*model, 5e-4), o);
+  auto x = std::make_shared<Tensor>(randn({batch, 1, 28, 28}));
+  auto y = std::make_shared<Tensor>(randint(0, 10, {batch}));
+  return [model, opt, x, y] {
+    const Tensor loss = cross_entropy(model->forward(*x), *y);
+    opt->zero_grad();
+    loss.backward();
+    opt->step();
+  };
+}
+
+std::function<void()> eval_forward(const std::string& kind, int64_t batch) {
+  auto model = bench_model(kind);
+  model->eval();
+  auto x = std::make_shared<Tensor>(randn({batch, 1, 28, 28}));
+  return [model, x] {
+    NoGradGuard no_record;
+    model->forward(*x);
+  };
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -130,6 +169,10 @@ int main(int argc, char** argv) {
 
     std::vector<Result> results;
     auto run = [&](const std::string& name, const std::function<void()>& fn, double bytes = 0, double flops = 0) {
+      if (args.list) {
+        std::printf("%s\n", name.c_str());
+        return;
+      }
       if (!only.empty() && !only.count(name)) return;
       Result r = time_it(name, fn, args.iters, args.warmup);
       r.bytes = bytes;
@@ -137,14 +180,22 @@ int main(int argc, char** argv) {
       results.push_back(r);
     };
 
-    // e. roofline first: the bandwidth fractions below refer to it.
+    // e. roofline first: the bandwidth fractions below refer to it (measured even when not selected).
     Tensor pa = zeros({kProbeFloats}), pb = randn({kProbeFloats}), pc = randn({kProbeFloats});
+    const Result triad = time_it("triad_16MB", triad_probe(pa, pb, pc), args.iters, args.warmup);
+    const double triad_gbs = 3 * tensor_bytes({kProbeFloats}) / (triad.median_ms * 1e6);
     run("triad_16MB", triad_probe(pa, pb, pc), 3 * tensor_bytes({kProbeFloats}));
     run("copy_16MB", copy_probe(pa, pb), 2 * tensor_bytes({kProbeFloats}));
     {
       Tensor a = randn({1024, 1024}), b = randn({1024, 1024});
       run("sgemm_1024", [a, b] { matmul(a, b); }, 0, 2.0 * 1024 * 1024 * 1024);
     }
+
+    // a, b. models
+    run("mlp_train_step_b128", train_step("mlp", 128));
+    run("mlp_eval_b1000", eval_forward("mlp", 1000));
+    run("cnn_train_step_b64", train_step("cnn", 64));
+    run("cnn_eval_b1000", eval_forward("cnn", 1000));
 
     // c. normalization
     const Shape big{64, 64, 28, 28}, small{256, 32, 16, 16};
@@ -167,10 +218,8 @@ int main(int argc, char** argv) {
       run("conv3x3_32to64_fwd_bwd_64x32x14x14", layer_forward_backward(conv, {64, 32, 14, 14}), 0, 3 * flops);
     }
 
+    if (args.list) return 0;
     // Report.
-    double triad_gbs = 0;
-    for (const Result& r : results)
-      if (r.name == "triad_16MB") triad_gbs = r.bytes / (r.median_ms * 1e6);
     std::ofstream json;
     if (!args.json.empty()) json.open(args.json);
     for (const Result& r : results) {
