@@ -41,6 +41,22 @@ std::shared_ptr<Sequential> build_model(const ModelConfig& config);
 // "cnn, norm=batch, bias=auto" — for headers.
 std::string summary(const ModelConfig& config);
 
+// Fashion-MNIST's pixel mean and standard deviation over the training set (pixels scaled to [0, 1]): the
+// trainers normalize every input with them.
+inline constexpr double kFashionMnistMean = 0.2860, kFashionMnistStd = 0.3530;
+
+// Classifies image files with a checkpoint written by normlab-train (what normlab-predict prints): each image
+// is decoded, made gray 28×28 in [0, 1], normalized like the training data, and run through the model in
+// eval mode. The normalization comes from the checkpoint ("data.mean", "data.std"), Fashion-MNIST's by
+// default. A file that cannot be decoded throws nl::Error naming it.
+struct Prediction {
+  std::string path;
+  int64_t label;
+  std::string class_name;
+  double probability;
+};
+std::vector<Prediction> classify_images(const std::string& checkpoint, const std::vector<std::string>& paths);
+
 // The config as checkpoint metadata ("model.*" keys) and back, so normlab-predict rebuilds the same net.
 std::map<std::string, std::string> to_metadata(const ModelConfig& config);
 ModelConfig from_metadata(const std::map<std::string, std::string>& metadata);

@@ -17,12 +17,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Fashion-MNIST's pixel mean and standard deviation over the training set (inputs scaled to [0, 1]).
-constexpr double kFashionMean = 0.2860, kFashionStd = 0.3530;
-
 struct Data {
   std::shared_ptr<TensorDataset> train, test;
   std::string description;
+  double mean = 0, stddev = 1;  // the input normalization, saved in checkpoints for normlab-predict
 };
 
 std::shared_ptr<TensorDataset> normalized(const TensorDataset& d, double mean, double stddev) {
@@ -42,14 +40,16 @@ Data load_data(const TrainOptions& o) {
     bars.samples_per_class = std::max<int64_t>(o.synthetic / 5, 10);
     bars.seed = o.seed + 1000;
     const TensorDataset test = make_bar_images(bars);
-    d.train = normalized(train, 0.0, 1.0);
-    d.test = normalized(test, 0.0, 1.0);
+    d.train = normalized(train, d.mean, d.stddev);
+    d.test = normalized(test, d.mean, d.stddev);
     d.description = "synthetic bar images (" + std::to_string(d.train->size()) + " train, " +
                     std::to_string(d.test->size()) + " test)";
     return d;
   }
-  d.train = normalized(load_fashion_mnist("train", o.data_dir), kFashionMean, kFashionStd);
-  d.test = normalized(load_fashion_mnist("test", o.data_dir), kFashionMean, kFashionStd);
+  d.mean = kFashionMnistMean;
+  d.stddev = kFashionMnistStd;
+  d.train = normalized(load_fashion_mnist("train", o.data_dir), d.mean, d.stddev);
+  d.test = normalized(load_fashion_mnist("test", o.data_dir), d.mean, d.stddev);
   d.description = "Fashion-MNIST from " + fashion_mnist_dir(o.data_dir);
   return d;
 }
@@ -64,14 +64,18 @@ SchedulePtr make_schedule(const TrainOptions& o, int64_t total_steps) {
 
 // ---- the run's settings, as checkpoint metadata ------------------------------------------------------------
 
-Metadata run_metadata(const TrainOptions& o, int64_t next_epoch) {
+std::string exact(double v) {
+  std::ostringstream s;
+  s.precision(17);
+  s << v;
+  return s.str();
+}
+
+Metadata run_metadata(const TrainOptions& o, const Data& data, int64_t next_epoch) {
   Metadata m = to_metadata(o.model);
-  auto num = [](double v) {
-    std::ostringstream s;
-    s.precision(17);
-    s << v;
-    return s.str();
-  };
+  m["data.mean"] = exact(data.mean);
+  m["data.std"] = exact(data.stddev);
+  const auto& num = exact;
   m["trainer.next_epoch"] = std::to_string(next_epoch);
   m["trainer.epochs"] = std::to_string(o.epochs);
   m["trainer.batch_size"] = std::to_string(o.batch_size);
@@ -274,7 +278,7 @@ std::vector<EpochMetrics> train(TrainOptions o) {
            << o.bn_mode_at_test << "\"}\n";
       json.flush();
     }
-    if (!o.save.empty()) save_checkpoint(o.save, *model, optimizer, run_metadata(o, epoch + 1));
+    if (!o.save.empty()) save_checkpoint(o.save, *model, optimizer, run_metadata(o, data, epoch + 1));
   }
   if (on_training_done) on_training_done(*model);
   return history;

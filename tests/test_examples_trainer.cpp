@@ -1,7 +1,12 @@
 // The bundled trainer: it learns, it resumes exactly, and it rejects bad options with clear messages.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb/stb_image_write.h>
 
 #include "models.h"
 #include "trainer.h"
@@ -163,4 +168,40 @@ TEST_CASE("model settings survive the round trip through checkpoint metadata", "
   auto m = to_metadata(c);
   m.erase("model.norm");
   REQUIRE_THROWS_WITH(from_metadata(m), Catch::Contains("metadata has no 'model.norm'"));
+}
+
+TEST_CASE("normlab-predict classifies PNG files with a trained checkpoint", "[trainer][predict]") {
+  TempDir dir;
+  TrainOptions o = quick_cnn();
+  o.synthetic = 300;
+  o.epochs = 1;
+  o.save = dir.file("bars.safetensors");
+  train(o);
+  // Fresh bar images (another seed), written as 8-bit PNGs: classify them from the files.
+  BarImagesOptions bars;
+  bars.samples_per_class = 2;
+  bars.classes = 10;
+  bars.seed = 777;
+  const TensorDataset test = make_bar_images(bars);
+  std::vector<std::string> paths;
+  for (int64_t i = 0; i < test.size(); ++i) {
+    const std::vector<float> px = test.get(i).input.to_vector<float>();
+    std::vector<unsigned char> bytes(px.size());
+    for (size_t k = 0; k < px.size(); ++k)
+      bytes[k] = static_cast<unsigned char>(std::lround(std::clamp(px[k], 0.0f, 1.0f) * 255));
+    paths.push_back(dir.file("img" + std::to_string(i) + ".png"));
+    REQUIRE(stbi_write_png(paths.back().c_str(), 28, 28, 1, bytes.data(), 28) != 0);
+  }
+  const std::vector<Prediction> predictions = classify_images(o.save, paths);
+  REQUIRE(predictions.size() == paths.size());
+  int correct = 0;
+  for (size_t i = 0; i < predictions.size(); ++i) {
+    CHECK(predictions[i].path == paths[i]);
+    CHECK(predictions[i].probability > 0);
+    CHECK(predictions[i].probability <= 1);
+    correct += predictions[i].label == test.labels().to_vector<int64_t>()[i];
+  }
+  CHECK(correct >= 18);  // of 20
+  std::ofstream(dir.file("broken.png")) << "not a png";
+  REQUIRE_THROWS_WITH(classify_images(o.save, {dir.file("broken.png")}), Catch::Contains("broken.png"));
 }

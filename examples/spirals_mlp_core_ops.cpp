@@ -1,4 +1,4 @@
-// The demo: an MLP written only with core ops and autograd (no layers) learns 2-D spirals.
+// normlab-spirals: an MLP written only with core ops and autograd (no layers) learns 2-D spirals.
 //
 // Three interleaved spiral arms, 2 inputs → 64 → 64 → 3 with ReLU, full-batch gradient descent with
 // momentum on the cross-entropy  L = −mean_i log softmax(z_i)[y_i]. It prints the falling loss and the final
@@ -40,7 +40,7 @@ Tensor init_weight(int64_t in, int64_t out, Generator& gen) {
 
 int main(int, char** argv) {
   use_fastest_blas_kernel(argv);
-  std::printf("normlab demo: MLP on 2-D spirals, core ops + autograd only\n%s\n", runtime_summary().c_str());
+  std::printf("normlab-spirals: MLP on 2-D spirals, core ops + autograd only\n%s\n", runtime_summary().c_str());
   Generator gen(7);
   Tensor x, y, labels;
   make_spirals(300, x, y, labels, gen);
