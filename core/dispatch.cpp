@@ -3,10 +3,12 @@
 #include "core/cpu/cpu_conv.h"
 #include "core/cpu/cpu_kernels.h"
 #include "core/cpu/cpu_loss.h"
+#include "core/cpu/cpu_optim.h"
 #include "core/cpu/cpu_normalization.h"
 #include "core/kernels.h"
 #include "core/kernels_conv.h"
 #include "core/kernels_loss.h"
+#include "core/kernels_optim.h"
 #include "core/kernels_normalization.h"
 
 namespace nl::kernels {
@@ -46,6 +48,10 @@ void var_rows(const Tensor& x, int64_t correction, Tensor& out) {
 void logsumexp_rows(const Tensor& x, Tensor& out) {
   if (x.device() == Device::CPU) return cpu::logsumexp_rows(x, out);
   no_backend("logsumexp_rows", x.device());
+}
+void column_sums(const Tensor& x, Tensor& out) {
+  if (x.device() == Device::CPU) return cpu::column_sums(x, out);
+  no_backend("column_sums", x.device());
 }
 void softmax_rows(const Tensor& x, bool log, Tensor& out) {
   if (x.device() == Device::CPU) return cpu::softmax_rows(x, log, out);
@@ -127,6 +133,13 @@ void cross_entropy_backward(const Tensor& probs, const Tensor& targets, double l
   if (probs.device() == Device::CPU)
     return cpu::cross_entropy_backward(probs, targets, label_smoothing, row_grad, dlogits);
   no_backend("cross_entropy_backward", probs.device());
+}
+
+// ---- optimizers (core/kernels_optim.h) ----------------------------------------------------------------
+
+void sgd_update(const SgdStep& s, Tensor& w, const Tensor& g, Tensor& buf) {
+  if (w.device() == Device::CPU) return cpu::sgd_update(s, w, g, buf);
+  no_backend("sgd_update", w.device());
 }
 
 // ---- normalization: the normalize-over-axes core (core/kernels_normalization.h) ------------------------

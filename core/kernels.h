@@ -59,6 +59,9 @@ void reduce_rows(ReduceOp op, const Tensor& x, Tensor& out);
 // Biased (correction 0) or unbiased (correction 1) variance of each row, two passes in double.
 void var_rows(const Tensor& x, int64_t correction, Tensor& out);
 void logsumexp_rows(const Tensor& x, Tensor& out);
+// out[k] += Σ_r x[r, k] for a contiguous (rows, cols) matrix: the sum over the leading axis without a
+// transpose (bias gradients). Accumulates in double.
+void column_sums(const Tensor& x, Tensor& out);
 // Row-wise softmax and log-softmax of contiguous (rows, cols), and their backward (dx += ...).
 void softmax_rows(const Tensor& x, bool log, Tensor& out);
 void softmax_rows_backward(const Tensor& y, const Tensor& dy, bool log, Tensor& dx);

@@ -1,5 +1,7 @@
 #include "layers/linear.h"
 
+#include "autograd/engine.h"
+#include "core/kernels.h"
 #include "core/ops.h"
 #include "layers/init.h"
 
@@ -12,11 +14,55 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
         " features in its last dimension, but the weight of shape ", weight.shape(), " expects ", weight.size(1));
   check(x.dtype() == weight.dtype(), "linear: input is ", dtype_name(x.dtype()), " but the weight is ",
         dtype_name(weight.dtype()));
-  Tensor y = matmul(x, weight.t());
-  if (!bias.defined()) return y;
-  check(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias must have shape [", weight.size(0),
-        "], got ", bias.shape());
-  return add(y, bias);
+  if (bias.defined()) {
+    check(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias must have shape [", weight.size(0),
+          "], got ", bias.shape());
+    check(bias.dtype() == x.dtype(), "linear: bias is ", dtype_name(bias.dtype()), " but the input is ",
+          dtype_name(x.dtype()));
+  }
+  const int64_t in = weight.size(1), out_features = weight.size(0);
+  Tensor x2, w;  // x as (rows, in), both contiguous
+  {
+    NoGradGuard no_record;
+    x2 = x.contiguous().reshape({-1, in});
+    w = weight.contiguous();
+  }
+  const int64_t rows = x2.size(0);
+  Shape out_shape = x.shape();
+  out_shape.back() = out_features;
+  Tensor y = empty({rows, out_features}, x.dtype(), x.device());
+  if (bias.defined()) {
+    // The bias enters as the GEMM's initial C (beta = 1): it replaces the pass that zeroes C.
+    NoGradGuard no_record;
+    y.copy_(bias.reshape({1, out_features}).expand({rows, out_features}));
+  }
+  // y = x · Wᵀ: W is (out, in) row-major, so Wᵀ is W with the transpose flag.
+  kernels::gemm(false, true, rows, out_features, in, 1.0, x2, 0, in, w, 0, in, bias.defined() ? 1.0 : 0.0, y, 0,
+                out_features);
+  y = y.view(out_shape);
+  return record(y, "linear", {x, weight, bias},
+                [x2 = x2.detach(), w = w.detach(), x_shape = x.shape(), gx = x.requires_grad(),
+                 gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad()](const Tensor& g_in) {
+                  const int64_t in = w.size(1), out_features = w.size(0), rows = x2.size(0);
+                  const Tensor g = g_in.contiguous().reshape({rows, out_features});
+                  Tensor dx, dw, db;
+                  if (gx) {  // dx = dy · W
+                    dx = empty({rows, in}, g.dtype(), g.device());
+                    kernels::gemm(false, false, rows, in, out_features, 1.0, g, 0, out_features, w, 0, in, 0.0, dx,
+                                  0, in);
+                    dx = dx.view(x_shape);
+                  }
+                  if (gw) {  // dW = dyᵀ · x, computed in W's own (out, in) layout
+                    dw = empty({out_features, in}, g.dtype(), g.device());
+                    kernels::gemm(true, false, out_features, in, rows, 1.0, g, 0, out_features, x2, 0, in, 0.0,
+                                  dw, 0, in);
+                  }
+                  if (gb) {  // db = Σ_rows dy
+                    db = zeros({out_features}, g.dtype());
+                    kernels::column_sums(g, db);
+                  }
+                  return std::vector<Tensor>{dx, dw, db};
+                });
 }
 
 Linear::Linear(int64_t in, int64_t out, bool with_bias, DType dtype, Generator* gen)

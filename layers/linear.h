@@ -1,7 +1,9 @@
 // Linear layer:  y = x · Wᵀ + b
 //   x: (..., in)   W: (out, in)   b: (out) or undefined   y: (..., out)
-// Built from core ops (matmul passes Wᵀ to OpenBLAS as a transpose flag), so autograd gives
-//   dx = dy · W,  dW = Σ_rows dyᵀ · x,  db = Σ_rows dy.
+// One fused op with its backward (layers/linear.cpp); x is viewed as (rows, in) with rows = Π(...):
+//   forward:   y  = x · Wᵀ + b        one GEMM, Wᵀ passed as a transpose flag, b as the GEMM's initial C
+//   backward:  dx = dy · W            dW = dyᵀ · x  (one GEMM each, in W's own layout)    db = Σ_rows dy
+// Saved for the backward: x and W. The same layer composed from core ops (matmul + add) is the test oracle.
 #pragma once
 
 #include <cstdint>

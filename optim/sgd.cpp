@@ -1,5 +1,7 @@
 #include "optim/sgd.h"
 
+#include "core/kernels_optim.h"
+
 #include <cmath>
 
 #include "autograd/engine.h"
@@ -69,7 +71,6 @@ SGD::SGD(std::vector<ParamGroup> groups, SGDOptions options) : options_(options)
                 " appears twice (also parameter ", j, " of group ", gj, ")");
     }
     momentum_.emplace_back(g.params.size());
-    scratch_.emplace_back(g.params.size());
   }
 }
 
@@ -83,32 +84,19 @@ double SGD::current_lr(size_t group) const {
   return resolve(groups_[group]).lr * (schedule_ ? schedule_->factor(step_count_) : 1.0);
 }
 
-void SGD::update(const Tensor& w_in, Tensor g, Tensor& buf, Tensor& scratch, double lr, double wd) {
-  Tensor w = w_in;  // a handle to the parameter: in-place updates change the model's tensor
+void SGD::update(const Tensor& w_in, const Tensor& g, Tensor& buf, double lr, double wd) {
+  Tensor w = w_in;  // a handle to the parameter: the kernel updates the model's tensor in place
   const SGDOptions& o = options_;
-  const bool coupled_decay = wd != 0 && !o.decoupled_weight_decay;
-  // d is g, or (when it must differ from .grad) a persistent scratch copy of it.
-  Tensor d = g;
-  if (coupled_decay || (o.momentum != 0 && o.nesterov)) {
-    if (!scratch.defined()) scratch = empty_like(w);
-    scratch.copy_(g);
-    if (coupled_decay) scratch.add_(w, wd);
-    d = scratch;
-  }
-  if (o.momentum != 0) {
-    if (!buf.defined()) {
-      buf = d.clone();
-    } else {
-      buf.mul_(o.momentum).add_(d, 1.0 - o.dampening);
-    }
-    if (o.nesterov) {
-      d.add_(buf, o.momentum);
-    } else {
-      d = buf;
-    }
-  }
-  if (wd != 0 && o.decoupled_weight_decay) w.mul_(1.0 - lr * wd);
-  w.add_(d, -lr);
+  kernels::SgdStep s;
+  s.lr = lr;
+  s.momentum = o.momentum;
+  s.dampening = o.dampening;
+  s.nesterov = o.nesterov;
+  s.weight_decay = o.decoupled_weight_decay ? 0.0 : wd;
+  s.decoupled_decay = o.decoupled_weight_decay ? wd : 0.0;
+  s.first_step = o.momentum != 0 && !buf.defined();
+  if (o.momentum != 0 && !buf.defined()) buf = empty_like(w);
+  kernels::sgd_update(s, w, g, buf);
 }
 
 void SGD::step() {
@@ -126,7 +114,7 @@ void SGD::step() {
         adaptive_clip_grad_(p, r.agc_lambda, options_.agc_eps);
         g = p.grad();
       }
-      update(p, g, momentum_[gi][i], scratch_[gi][i], lr, r.weight_decay);
+      update(p, g, momentum_[gi][i], lr, r.weight_decay);
     }
   }
   ++step_count_;

@@ -15,8 +15,8 @@
 // Parameter groups carry their own lr, weight decay and AGC λ; split_decay_groups() builds the usual
 // two groups, with no weight decay on 1-D tensors (biases, normalization γ and β).
 //
-// Steps run under NoGradGuard with in-place ops; momentum buffers (and a scratch buffer when weight decay
-// or Nesterov need one) are allocated on the first step and reused after, so a step allocates nothing.
+// Each parameter is updated by one fused pass (kernels::sgd_update, core/kernels_optim.h) under NoGradGuard;
+// momentum buffers are allocated on the first step and reused after, so a step allocates nothing.
 // The state a checkpoint needs is the step count and the momentum buffers (optim/checkpoint.h).
 #pragma once
 
@@ -91,12 +91,11 @@ class SGD {
     double lr, weight_decay, agc_lambda;
   };
   Resolved resolve(const ParamGroup& g) const;
-  void update(const Tensor& w, Tensor g, Tensor& buf, Tensor& scratch, double lr, double wd);
+  void update(const Tensor& w, const Tensor& g, Tensor& buf, double lr, double wd);
 
   SGDOptions options_;
   std::vector<ParamGroup> groups_;
   std::vector<std::vector<Tensor>> momentum_;  // parallel to groups_[g].params; undefined until first use
-  std::vector<std::vector<Tensor>> scratch_;
   SchedulePtr schedule_;
   int64_t step_count_ = 0;
 };

@@ -20,6 +20,7 @@ void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out);
 void reduce_rows(ReduceOp op, const Tensor& x, Tensor& out);
 void var_rows(const Tensor& x, int64_t correction, Tensor& out);
 void logsumexp_rows(const Tensor& x, Tensor& out);
+void column_sums(const Tensor& x, Tensor& out);
 void softmax_rows(const Tensor& x, bool log, Tensor& out);
 void softmax_rows_backward(const Tensor& y, const Tensor& dy, bool log, Tensor& dx);
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const Tensor& a,

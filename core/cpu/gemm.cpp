@@ -13,6 +13,15 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double al
   const auto ta = trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = trans_b ? CblasTrans : CblasNoTrans;
   if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum: C = beta · C (BLAS would read A and B with invalid leading dimensions)
+    visit_floating(c.dtype(), "matmul", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      T* pc = c.data<T>() + c_offset;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) pc[i * ldc + j] = beta == 0 ? T(0) : static_cast<T>(beta) * pc[i * ldc + j];
+    });
+    return;
+  }
   if (c.dtype() == DType::Float32) {
     cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(alpha), a.data<float>() + a_offset, lda,
                 b.data<float>() + b_offset, ldb, static_cast<float>(beta), c.data<float>() + c_offset, ldc);

@@ -7,6 +7,7 @@
 // log_softmax:  y_j = x_j − m − log Σ_k exp(x_k − m)
 // backward:     softmax:      dx_j += y_j · (dy_j − Σ_k dy_k y_k)
 //               log_softmax:  dx_j += dy_j − exp(y_j) · Σ_k dy_k
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -98,6 +99,31 @@ void logsumexp_rows(const Tensor& x, Tensor& out) {
       double s = 0;
       for (int64_t j = 0; j < cols; ++j) s += std::exp(static_cast<double>(row[j] - m));
       po[r] = static_cast<T>(m + std::log(s));
+    }
+  });
+}
+
+void column_sums(const Tensor& x, Tensor& out) {
+  const auto [rows, cols] = rows_of(x);
+  check(out.numel() == cols && out.is_contiguous(), "column_sums: out has shape ", out.shape(), ", expected [",
+        cols, "]");
+  visit_floating(x.dtype(), "column_sums", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+    // Each thread owns a band of columns and walks all rows over it: contiguous, race-free, and the order of
+    // the additions does not depend on the thread count.
+    constexpr int64_t kBand = 256;
+    const int64_t bands = (cols + kBand - 1) / kBand;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelGrain)
+    for (int64_t band = 0; band < bands; ++band) {
+      const int64_t c0 = band * kBand, c1 = std::min(cols, c0 + kBand);
+      double acc[kBand] = {};
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* row = px + r * cols;
+        for (int64_t c = c0; c < c1; ++c) acc[c - c0] += row[c];
+      }
+      for (int64_t c = c0; c < c1; ++c) po[c] += static_cast<T>(acc[c - c0]);
     }
   });
 }
