@@ -39,7 +39,14 @@
 // Dtypes. x, y, dy, dx, weight, bias, dweight and dbias share x's dtype (float32 or float64). Statistics
 // (mean, var, inv_std, r, d) are float64 tensors of length outer·groups: they are tiny, and float64 keeps a
 // channel with mean 1e7 exact. Kernels never allocate their outputs; backward ADDS (+=) into dx, dweight
-// and dbias, each of which may be undefined (not wanted).
+// and dbias, each of which may be undefined (not wanted). The one exception is opt-in: GradWrite::assign
+// lets the op layer hand a freshly allocated, uninitialized dx that the kernel overwrites (dx = ...), which
+// saves zero-filling it and reading it back (two passes over memory); dweight and dbias are always added to.
+//
+// Numerics of the moments. The optimized kernels take one pass over x with double accumulators, shifted by a
+// pivot p = the group's first element:  mean = p + Σ(x − p)/M,  var = Σ(x − p)²/M − (Σ(x − p)/M)².
+// The shift keeps the cancellation of E[x²] − E[x]² away: its size is set by (mean − p)², about one variance,
+// not by mean² (a channel with mean 1e7 and spread 1 comes out exact). The reference takes two passes.
 #pragma once
 
 #include <cstdint>
@@ -70,17 +77,29 @@ struct NormStats {
   Tensor d;  // BatchRenorm's shift correction, or undefined (0)
 };
 
-// mean and biased var per statistic group (two passes, double accumulators). x: contiguous, layout.numel()
-// elements. mean, var: float64, length num_stat_groups().
+// How the backward writes dx: add (the contract of every backward) or assign (dx's contents are ignored).
+enum class GradWrite { add, assign };
+
+// mean and biased var per statistic group (double accumulators, see "Numerics" above). x: contiguous,
+// layout.numel() elements. mean, var: float64, length num_stat_groups().
 void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, Tensor& var);
+
+// The training forward in one sweep: the moments as normalize_moments, inv_std = 1 / sqrt(var + eps), then
+// y = weight[c] · (x − mean) · inv_std + bias[c] (no r, d). Each statistic group is normalized right after its
+// moments are found, while it is still in cache, so x is read from memory once. mean, var, inv_std: float64,
+// length num_stat_groups(), written.
+void normalize_moments_forward(const Tensor& x, const NormLayout& layout, double eps, const Tensor& weight,
+                               const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y);
 
 // y = weight[c] · (r · (x − mean) · inv_std + d) + bias[c]; x and y contiguous, weight/bias may be undefined.
 void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats, const Tensor& weight,
                        const Tensor& bias, Tensor& y);
 
 // The closed-form backward above. batch_stats: the statistics were computed from x (training), so the
-// gradient flows through them; otherwise they are constants (eval). dx, dweight, dbias are ADDED to.
+// gradient flows through them; otherwise they are constants (eval). dx, dweight, dbias are ADDED to (dx is
+// overwritten instead with dx_write = GradWrite::assign).
 void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& layout, const NormStats& stats,
-                        const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias);
+                        const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                        GradWrite dx_write = GradWrite::add);
 
 }  // namespace nl::kernels

@@ -3,9 +3,11 @@
 //
 // Every op does the same three things:
 //   1. check its arguments and describe its input as a NormLayout (outer, pooled, groups, channels, inner);
-//   2. get per-statistic-group statistics: from the batch (kernels::normalize_moments) or from the running
-//      buffers, and update the buffers in training mode;
-//   3. call normalize(), which runs the one forward kernel and records the one backward kernel.
+//   2. get per-statistic-group statistics: from the batch or from the running buffers, and update the
+//      buffers in training mode;
+//   3. run the forward kernel and record the one backward kernel: normalize_with_batch_stats() finds the
+//      batch statistics and normalizes in one kernel (kernels::normalize_moments_forward, x read once);
+//      normalize() takes given statistics (eval mode, and BatchRenorm, whose r and d depend on them).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -38,13 +40,9 @@ Tensor dense_detached(const Tensor& t) {
   return t.detach().contiguous();
 }
 
-// y = weight · (r · (x − mean) · inv_std + d) + bias, recorded with the closed-form backward.
-Tensor normalize(const char* op, const Tensor& x, const NormLayout& layout, NormStats stats, const Tensor& weight,
-                 const Tensor& bias, bool batch_stats) {
-  NormalizeSaved saved{dense_detached(x), dense_detached(weight), layout, std::move(stats), batch_stats};
-  Tensor y = empty(x.shape(), x.dtype(), x.device());
-  kernels::normalize_forward(saved.x, layout, saved.stats, saved.weight, dense_detached(bias), y);
-
+// Records the closed-form backward for y, the normalization of x described by `saved`.
+Tensor record_normalize(const char* op, const Tensor& x, const Tensor& y, NormalizeSaved saved, const Tensor& weight,
+                        const Tensor& bias) {
   const bool want_dx = x.requires_grad();
   const bool want_dw = weight.defined() && weight.requires_grad();
   const bool want_db = bias.defined() && bias.requires_grad();
@@ -54,13 +52,43 @@ Tensor normalize(const char* op, const Tensor& x, const NormLayout& layout, Norm
                                             b_shape](const Tensor& grad_y) {
     const Tensor dy = grad_y.contiguous();
     const DType dt = saved.x.dtype();
-    Tensor dx = want_dx ? zeros(saved.x.shape(), dt) : Tensor();
+    // dx is fresh and the kernel overwrites it (GradWrite::assign): no zero-fill, no read-back.
+    Tensor dx = want_dx ? empty(saved.x.shape(), dt, saved.x.device()) : Tensor();
     Tensor dw = want_dw ? zeros({saved.layout.num_channels()}, dt) : Tensor();
     Tensor db = want_db ? zeros({saved.layout.num_channels()}, dt) : Tensor();
     kernels::normalize_backward(saved.x, dy, saved.layout, saved.stats, saved.weight, saved.batch_stats, dx, dw,
-                                db);
+                                db, kernels::GradWrite::assign);
     return Grads{dx, want_dw ? dw.reshape(w_shape) : Tensor(), want_db ? db.reshape(b_shape) : Tensor()};
   });
+}
+
+// y = weight · (r · (x − mean) · inv_std + d) + bias with given statistics, recorded with the backward.
+Tensor normalize(const char* op, const Tensor& x, const NormLayout& layout, NormStats stats, const Tensor& weight,
+                 const Tensor& bias, bool batch_stats) {
+  NormalizeSaved saved{dense_detached(x), dense_detached(weight), layout, std::move(stats), batch_stats};
+  Tensor y = empty(x.shape(), x.dtype(), x.device());
+  kernels::normalize_forward(saved.x, layout, saved.stats, saved.weight, dense_detached(bias), y);
+  return record_normalize(op, x, y, std::move(saved), weight, bias);
+}
+
+struct Moments {
+  Tensor mean, var;  // float64, biased var
+};
+
+// Training mode: the statistics of x itself, found by the same kernel that normalizes (x is read once).
+// The moments are returned in *moments for the running-statistics update.
+Tensor normalize_with_batch_stats(const char* op, const Tensor& x, const NormLayout& layout, double eps,
+                                  const Tensor& weight, const Tensor& bias, Moments* moments = nullptr) {
+  const int64_t groups = layout.num_stat_groups();
+  Moments m{empty({groups}, kFloat64), empty({groups}, kFloat64)};
+  NormalizeSaved saved{dense_detached(x), dense_detached(weight), layout, {}, true};
+  saved.stats.mean = m.mean;
+  saved.stats.inv_std = empty({groups}, kFloat64);
+  Tensor y = empty(x.shape(), x.dtype(), x.device());
+  kernels::normalize_moments_forward(saved.x, layout, eps, saved.weight, dense_detached(bias), m.mean, m.var,
+                                     saved.stats.inv_std, y);
+  if (moments) *moments = m;
+  return record_normalize(op, x, y, std::move(saved), weight, bias);
 }
 
 // ---- argument checks ------------------------------------------------------------------------------------
@@ -109,10 +137,6 @@ int64_t spatial_size(const Tensor& x) {
 }
 
 // ---- statistics -----------------------------------------------------------------------------------------
-
-struct Moments {
-  Tensor mean, var;  // float64, biased var
-};
 
 Moments batch_moments(const Tensor& x_dense, const NormLayout& layout) {
   Moments m{empty({layout.num_stat_groups()}, kFloat64), empty({layout.num_stat_groups()}, kFloat64)};
@@ -193,14 +217,14 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   }
   const int64_t M = N * S;
   check(M > 1, op, ": expected more than 1 value per channel when training, got input of shape ", x.shape());
-  const Tensor xd = dense_detached(x);
-  Moments m = batch_moments(xd, layout);
+  if (running_mean.defined()) check_momentum(op, momentum);
+  Moments m;
+  Tensor y = normalize_with_batch_stats(op, x, layout, eps, weight, bias, &m);
   if (running_mean.defined()) {
-    check_momentum(op, momentum);
     blend_into(running_mean, m.mean, momentum);
     blend_into(running_var, scaled(m.var, static_cast<double>(M) / static_cast<double>(M - 1)), momentum);
   }
-  return normalize(op, x, layout, {m.mean, inv_std_of(m.var, eps), {}, {}}, weight, bias, true);
+  return y;
 }
 
 // ---- Ghost BatchNorm ----------------------------------------------------------------------------------------
@@ -224,13 +248,15 @@ Tensor ghost_batch_norm(const Tensor& x, int64_t virtual_batch_size, const Tenso
   check(M > 1, op, ": expected more than 1 value per channel in each virtual batch when training, got input of "
         "shape ", x.shape(), " with virtual_batch_size ", V);
   const NormLayout layout{blocks, V, C, 1, S, true};
-  const Tensor xd = dense_detached(x);
-  Moments m = batch_moments(xd, layout);
   if (running_mean.defined()) {
     if (momentum) check_momentum(op, *momentum);
     check(momentum || (num_batches_tracked.defined() && num_batches_tracked.dtype() == kInt64 &&
                        num_batches_tracked.numel() == 1),
           op, ": momentum=None needs num_batches_tracked (an int64 scalar)");
+  }
+  Moments m;
+  Tensor y = normalize_with_batch_stats(op, x, layout, eps, weight, bias, &m);
+  if (running_mean.defined()) {
     const double bessel = static_cast<double>(M) / static_cast<double>(M - 1);
     for (int64_t b = 0; b < blocks; ++b) {
       NoGradGuard no_record;
@@ -244,7 +270,7 @@ Tensor ghost_batch_norm(const Tensor& x, int64_t virtual_batch_size, const Tenso
       blend_into(running_var, scaled(m.var.narrow(0, b * C, C).contiguous(), bessel), factor);
     }
   }
-  return normalize(op, x, layout, {m.mean, inv_std_of(m.var, eps), {}, {}}, weight, bias, true);
+  return y;
 }
 
 // ---- InstanceNorm -------------------------------------------------------------------------------------------
@@ -266,14 +292,15 @@ Tensor instance_norm(const Tensor& x, const Tensor& running_mean, const Tensor& 
                      weight, bias, false);
   }
   check(S > 1, op, ": expected more than 1 spatial element when training, got input of shape ", x.shape());
-  Moments m = batch_moments(dense_detached(x), layout);
+  if (running_mean.defined()) check_momentum(op, momentum);
+  Moments m;
+  Tensor y = normalize_with_batch_stats(op, x, layout, eps, weight, bias, &m);
   if (running_mean.defined()) {
-    check_momentum(op, momentum);
     blend_into(running_mean, block_average(m.mean, N, C), momentum);
     const Tensor unbiased = scaled(m.var, static_cast<double>(S) / static_cast<double>(S - 1));
     blend_into(running_var, block_average(unbiased, N, C), momentum);
   }
-  return normalize(op, x, layout, {m.mean, inv_std_of(m.var, eps), {}, {}}, weight, bias, true);
+  return y;
 }
 
 // ---- LayerNorm and RMSNorm ---------------------------------------------------------------------------------
@@ -304,8 +331,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   check_param(op, "weight", weight, normalized_shape, x);
   check_param(op, "bias", bias, normalized_shape, x);
   const NormLayout layout{rows, 1, 1, D, 1, true};
-  Moments m = batch_moments(dense_detached(x), layout);
-  return normalize(op, x, layout, {m.mean, inv_std_of(m.var, eps), {}, {}}, weight, bias, true);
+  return normalize_with_batch_stats(op, x, layout, eps, weight, bias);
 }
 
 Tensor rms_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, std::optional<double> eps) {
@@ -317,9 +343,8 @@ Tensor rms_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& we
   const auto [rows, D] = trailing_split(op, x, normalized_shape);
   check(D > 0, op, ": normalized_shape ", normalized_shape, " has no elements");
   check_param(op, "weight", weight, normalized_shape, x);
-  const NormLayout layout{rows, 1, 1, D, 1, false};
-  Moments m = batch_moments(dense_detached(x), layout);  // mean ≡ 0, var = mean(x²)
-  return normalize(op, x, layout, {m.mean, inv_std_of(m.var, e), {}, {}}, weight, Tensor(), true);
+  const NormLayout layout{rows, 1, 1, D, 1, false};  // mean ≡ 0, "var" = mean(x²)
+  return normalize_with_batch_stats(op, x, layout, e, weight, Tensor());
 }
 
 // ---- GroupNorm ------------------------------------------------------------------------------------------------
@@ -335,8 +360,7 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
   check_param(op, "weight", weight, {C}, x);
   check_param(op, "bias", bias, {C}, x);
   const NormLayout layout{N, 1, num_groups, C / num_groups, S, true};
-  Moments m = batch_moments(dense_detached(x), layout);
-  return normalize(op, x, layout, {m.mean, inv_std_of(m.var, eps), {}, {}}, weight, bias, true);
+  return normalize_with_batch_stats(op, x, layout, eps, weight, bias);
 }
 
 // ---- Batch Renormalization ----------------------------------------------------------------------------------

@@ -7,15 +7,20 @@
 
 namespace nl::cpu {
 
+using kernels::GradWrite;
 using kernels::NormLayout;
 using kernels::NormStats;
 
-// Optimized: OpenMP over statistic groups (or channel blocks), fused passes, double accumulators.
+// Optimized: OpenMP over statistic groups (split into chunks when they are few and large), one pass over
+// memory per stage with the second pass of a group served from cache, double accumulators.
 void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, Tensor& var);
+void normalize_moments_forward(const Tensor& x, const NormLayout& layout, double eps, const Tensor& weight,
+                               const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y);
 void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats, const Tensor& weight,
                        const Tensor& bias, Tensor& y);
 void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& layout, const NormStats& stats,
-                        const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias);
+                        const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                        GradWrite dx_write = GradWrite::add);
 
 // Reference: one thread, nested loops over (o, p, g, k, s) written exactly as the formulas read.
 void normalize_reference_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, Tensor& var);

@@ -1,19 +1,18 @@
 // CPU kernels of the normalize-over-axes core. The math, the 5-D layout x[o, p, g, k, s] and the names are
 // in core/kernels_normalization.h; read the reference versions (first half of this file) before the fast ones.
 //
-// The fast versions make the same computation with three changes:
-//   - OpenMP over statistic groups (a statistic group's elements are `pooled` contiguous runs of K·S), so no
-//     two threads ever write the same output or accumulator;
-//   - fused passes: the forward is one pass over x given the statistics; the backward reads x and dy twice
-//     (sums, then dx), and when every channel belongs to one statistic group (outer == 1: BatchNorm) the
-//     parameter gradients come out of the first pass for free;
-//   - a "column" path for K·S == 1 (BatchNorm1d on (N, C)): each statistic group is then a strided column
-//     of an (N, C) matrix, so the loops run over rows and vectorize along C instead.
-// All sums accumulate in double whatever the element type; per-element math is done in double and rounded
-// once, so the statistics (float64) are never rounded to float before use.
+// The fast versions make the same computation, arranged so that memory is swept as few times as possible
+// (the section "Optimized versions" below explains how): the training forward reads x once and writes y,
+// the backward reads x and dy once and writes dx. All sums accumulate in double whatever the element type;
+// per-element math is done in double and rounded once, so the statistics (float64) are never rounded to
+// float before use.
 #include "core/cpu/cpu_normalization.h"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "core/cpu/cpu_kernels.h"
@@ -198,13 +197,586 @@ void normalize_reference_backward(const Tensor& x, const Tensor& dy, const NormL
 // =========================================================================================================
 // Optimized versions.
 // =========================================================================================================
+//
+// Work split. A statistic group's M elements are P runs of K·S contiguous elements. The unit of work is a
+// group (generic path) or a block of kColumnBlock columns (column path), and a unit is cut into `chunks`
+// tasks along its elements (generic) or rows (columns) only when the units are too few to keep every thread
+// busy or too large for the L2 cache. The split depends on the layout alone, never on the thread count, and
+// partial sums are combined in chunk order, so y, dx and the statistics are the same on any number of
+// threads. (The one exception: with several channels per group (GroupNorm, LayerNorm) the parameter
+// gradients sum over groups in per-thread partials, so their last bits depend on the thread count.)
+//
+// Passes. Each stage needs two sweeps over a group: the sums, then the output (moments then y; Σdy and
+// Σdy·(x − mean), then dx). With one chunk per unit the same thread runs both sweeps back to back, so the
+// second reads the group from L2 and memory sees x (and dy) once. With several chunks the tasks of a sweep
+// run in parallel, the partial sums are reduced per unit, then the second sweep runs.
+//
+// Loops. The innermost loops run over contiguous elements with `omp simd` reductions (which allow the
+// vectorizer to reorder a double sum); element math is done in double and rounded once.
 
 namespace {
 
-// Columns per task in the column path (K·S == 1): 64 doubles per accumulator stay in registers/L1.
-constexpr int64_t kColumnBlock = 64;
+constexpr int64_t kChunkElements = int64_t(1) << 17;      // at most 512 KB of float32 x (and as much dy) per task
+constexpr int64_t kMinChunkElements = int64_t(1) << 12;   // never split a unit into pieces smaller than this
+constexpr int64_t kMinTasks = 16;                         // split units further until there are this many tasks
+constexpr int64_t kColumnBlock = 64;                      // columns per unit in the column path
 
+// K·S == 1 (BatchNorm1d on (N, C)): each statistic group is a strided column of an (N, C) matrix, so the loops
+// run along rows and vectorize across columns instead.
 bool column_path(const NormLayout& l) { return l.channels_per_group * l.inner == 1 && l.pooled > 1; }
+
+struct Plan {
+  bool columns = false;
+  int64_t units = 0;      // statistic groups, or (outer × column blocks) in the column path
+  int64_t chunks = 1;     // tasks per unit
+  int64_t length = 0;     // what the chunks split: a group's M elements, or the P rows
+  int64_t chunk_len = 0;  // elements (rows) per chunk
+  int64_t tasks() const { return units * chunks; }
+  int64_t begin(int64_t chunk) const { return chunk * chunk_len; }
+  int64_t end(int64_t chunk) const { return std::min(length, (chunk + 1) * chunk_len); }
+};
+
+Plan make_plan(const NormLayout& l) {
+  Plan plan;
+  plan.columns = column_path(l);
+  int64_t unit_elements = 0;
+  if (plan.columns) {
+    plan.units = l.outer * ((l.groups + kColumnBlock - 1) / kColumnBlock);
+    plan.length = l.pooled;
+    unit_elements = l.pooled * std::min(l.groups, kColumnBlock);
+  } else {
+    plan.units = l.num_stat_groups();
+    plan.length = unit_elements = l.count();
+  }
+  int64_t chunks = std::max<int64_t>(1, (unit_elements + kChunkElements - 1) / kChunkElements);
+  while (plan.units * chunks < kMinTasks && unit_elements / (2 * chunks) >= kMinChunkElements) chunks *= 2;
+  chunks = std::min(chunks, std::max<int64_t>(plan.length, 1));
+  plan.chunk_len = (plan.length + chunks - 1) / chunks;
+  plan.chunks = plan.chunk_len == 0 ? 1 : (plan.length + plan.chunk_len - 1) / plan.chunk_len;
+  return plan;
+}
+
+// Runs first(unit, chunk) for every task, then finish(unit) once per unit, then second(unit, chunk). With one
+// chunk per unit, one thread runs all three for a unit back to back (its data is still in cache).
+template <class First, class Finish, class Second>
+void run_two_sweeps(const Plan& plan, bool parallel, First&& first, Finish&& finish, Second&& second) {
+  if (plan.chunks == 1) {
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t u = 0; u < plan.units; ++u) {
+      first(u, int64_t{0});
+      finish(u);
+      second(u, int64_t{0});
+    }
+    return;
+  }
+#pragma omp parallel if (parallel)
+  {
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < plan.tasks(); ++t) first(t / plan.chunks, t % plan.chunks);
+#pragma omp for schedule(static)
+    for (int64_t u = 0; u < plan.units; ++u) finish(u);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < plan.tasks(); ++t) second(t / plan.chunks, t % plan.chunks);
+  }
+}
+
+// Calls f(offset, k, n) for the elements [q0, q1) of statistic group sg in order, cut into segments of n
+// contiguous elements starting at x[offset]. Element q of the group is x[o, p, g, k, s] with
+// q = (p·K + k)·S + s. When S > 1 a segment lies inside one channel k; when S == 1 it covers the channels
+// k, k + 1, ..., k + n − 1 (LayerNorm: a per-element affine).
+template <class F>
+void for_each_segment(const NormLayout& l, int64_t sg, int64_t q0, int64_t q1, F&& f) {
+  const int64_t G = l.groups, S = l.inner, run = l.channels_per_group * S;
+  const int64_t o = sg / G, g = sg % G;
+  for (int64_t q = q0; q < q1;) {
+    const int64_t p = q / run, j = q % run, base = ((o * l.pooled + p) * G + g) * run;
+    const int64_t n = S == 1 ? std::min(q1 - q, run - j) : std::min(q1 - q, S - j % S);
+    f(base + j, S == 1 ? j : j / S, n);
+    q += n;
+  }
+}
+
+// ---- innermost loops --------------------------------------------------------------------------------------
+
+// s1 += Σ (x − pivot), s2 += Σ (x − pivot)².
+template <class T>
+void add_shifted_sums(const T* x, int64_t n, double pivot, double& s1, double& s2) {
+  double a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+  for (int64_t i = 0; i < n; ++i) {
+    const double c = static_cast<double>(x[i]) - pivot;
+    a += c;
+    b += c * c;
+  }
+  s1 += a;
+  s2 += b;
+}
+
+// mean and biased var from the shifted sums over M elements (var clamped at 0 against rounding).
+void moments_from_sums(double pivot, double s1, double s2, double M, double& mean, double& var) {
+  const double shift = s1 / M;
+  mean = pivot + shift;
+  var = std::max(0.0, s2 / M - shift * shift);
+}
+
+// y = (x − m)·a + b.
+template <class T>
+void affine(const T* x, T* y, int64_t n, double m, double a, double b) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>((static_cast<double>(x[i]) - m) * a + b);
+}
+
+// y = (x − m)·(w·a) + (bias + w·d), per element (w, bias may be null: 1, 0).
+template <class T>
+void affine_per_element(const T* x, T* y, int64_t n, double m, double a, double d, const T* w, const T* bias) {
+  if (w && bias) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const double wi = static_cast<double>(w[i]);
+      y[i] = static_cast<T>((static_cast<double>(x[i]) - m) * (wi * a) + (static_cast<double>(bias[i]) + wi * d));
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const double wi = w ? static_cast<double>(w[i]) : 1.0, bi = bias ? static_cast<double>(bias[i]) : 0.0;
+      y[i] = static_cast<T>((static_cast<double>(x[i]) - m) * (wi * a) + (bi + wi * d));
+    }
+  }
+}
+
+// sdy += Σ dy, sdyx += Σ dy·(x − m).
+template <class T>
+void add_grad_sums(const T* x, const T* dy, int64_t n, double m, double& sdy, double& sdyx) {
+  double a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = static_cast<double>(dy[i]);
+    a += g;
+    b += g * (static_cast<double>(x[i]) - m);
+  }
+  sdy += a;
+  sdyx += b;
+}
+
+// Per element (S == 1): swdy += Σ w·dy, swdyx += Σ w·dy·(x − m), and, when dw/db are given (float64 partials
+// of the parameter gradients), dw += dy·x_hat with x_hat = (x − m)·r_is + d, db += dy.
+template <class T>
+void add_grad_sums_per_element(const T* x, const T* dy, int64_t n, double m, const T* w, double& swdy,
+                               double& swdyx, double r_is, double d, double* dw, double* db) {
+  double a = 0, b = 0;
+  if (w) {
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t i = 0; i < n; ++i) {
+      const double wg = static_cast<double>(w[i]) * static_cast<double>(dy[i]);
+      a += wg;
+      b += wg * (static_cast<double>(x[i]) - m);
+    }
+  } else {
+    add_grad_sums(x, dy, n, m, a, b);
+  }
+  swdy += a;
+  swdyx += b;
+  if (dw) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i)
+      dw[i] += static_cast<double>(dy[i]) * ((static_cast<double>(x[i]) - m) * r_is + d);
+  }
+  if (db) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) db[i] += static_cast<double>(dy[i]);
+  }
+}
+
+// dx (= or +=) scale·dy + (x − m)·slope + offset.
+template <bool kAdd, class T>
+void dx_affine(const T* x, const T* dy, T* dx, int64_t n, double m, double scale, double slope, double offset) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = scale * static_cast<double>(dy[i]) + (static_cast<double>(x[i]) - m) * slope + offset;
+    dx[i] = static_cast<T>(kAdd ? static_cast<double>(dx[i]) + g : g);
+  }
+}
+
+// Per element (S == 1): the scale is w·wr_is (w may be null: 1).
+template <bool kAdd, class T>
+void dx_affine_per_element(const T* x, const T* dy, T* dx, int64_t n, double m, const T* w, double wr_is,
+                           double slope, double offset) {
+  if (!w) return dx_affine<kAdd>(x, dy, dx, n, m, wr_is, slope, offset);
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = static_cast<double>(w[i]) * wr_is * static_cast<double>(dy[i]) +
+                     (static_cast<double>(x[i]) - m) * slope + offset;
+    dx[i] = static_cast<T>(kAdd ? static_cast<double>(dx[i]) + g : g);
+  }
+}
+
+// ---- the forward family: moments, y, or both ----------------------------------------------------------------
+
+// What a forward-family call has and wants. With mean_out set, the first sweep finds the moments into
+// mean_out, var_out (and inv_std_out = 1 / sqrt(var + eps) when set); otherwise the statistics are given in
+// mean, inv_std, r, d. y null: moments only.
+template <class T>
+struct ForwardJob {
+  const T* x;
+  T* y;
+  const T* w;
+  const T* b;
+  const double* mean;
+  const double* inv_std;
+  const double* r;
+  const double* d;
+  double* mean_out;
+  double* var_out;
+  double* inv_std_out;
+  double eps;
+  bool find_moments = false;  // set from mean_out
+};
+
+template <class T>
+void forward_family(const NormLayout& l, ForwardJob<T> job) {
+  job.find_moments = job.mean_out != nullptr;
+  if (job.find_moments) job.mean = job.mean_out, job.inv_std = job.inv_std_out;
+  const Plan plan = make_plan(l);
+  const bool parallel = l.numel() > kParallelGrain;
+  const int64_t G = l.groups, K = l.channels_per_group, P = l.pooled;
+  const double M = static_cast<double>(l.count());
+  // Partial shifted sums: per task, per column (1 column in the generic path), (s1, s2).
+  const int64_t width = plan.columns ? kColumnBlock : 1;
+  std::vector<double> partial(job.find_moments && plan.chunks > 1 ? static_cast<size_t>(plan.tasks() * width * 2) : 0);
+  auto weight_of = [&](int64_t c) { return job.w ? static_cast<double>(job.w[c]) : 1.0; };
+  auto bias_of = [&](int64_t c) { return job.b ? static_cast<double>(job.b[c]) : 0.0; };
+  auto set_stats = [&](int64_t sg, double pivot, double s1, double s2) {
+    double m = 0, v = 0;
+    if (l.center) {
+      moments_from_sums(pivot, s1, s2, M, m, v);
+    } else {
+      v = s2 / M;  // RMSNorm: pivot 0, "var" is the mean of squares
+    }
+    job.mean_out[sg] = m;
+    job.var_out[sg] = v;
+    if (job.inv_std_out) job.inv_std_out[sg] = 1.0 / std::sqrt(v + job.eps);
+  };
+
+  if (plan.columns) {
+    const int64_t blocks = (G + kColumnBlock - 1) / kColumnBlock;
+    struct Block {
+      int64_t o, g0, cols;
+    };
+    auto block_of = [&](int64_t u) {
+      const int64_t o = u / blocks, g0 = (u % blocks) * kColumnBlock;
+      return Block{o, g0, std::min(kColumnBlock, G - g0)};
+    };
+    auto pivot_of = [&](const Block& bl, int64_t j) { return l.center ? static_cast<double>(job.x[bl.o * P * G + bl.g0 + j]) : 0.0; };
+    // One task's sums, into s1, s2 (width columns).
+    auto sums = [&](int64_t u, int64_t chunk, double* s1, double* s2) {
+      const Block bl = block_of(u);
+      double pivot[kColumnBlock];
+      for (int64_t j = 0; j < bl.cols; ++j) pivot[j] = pivot_of(bl, j), s1[j] = 0, s2[j] = 0;
+      for (int64_t p = plan.begin(chunk); p < plan.end(chunk); ++p) {
+        const T* xr = job.x + (bl.o * P + p) * G + bl.g0;
+#pragma omp simd
+        for (int64_t j = 0; j < bl.cols; ++j) {
+          const double c = static_cast<double>(xr[j]) - pivot[j];
+          s1[j] += c;
+          s2[j] += c * c;
+        }
+      }
+    };
+    double* part = partial.data();
+    auto first = [&](int64_t u, int64_t chunk) {
+      if (!job.find_moments || plan.chunks == 1) return;  // one chunk: finish() sums the whole unit itself
+      double* t = part + (u * plan.chunks + chunk) * width * 2;
+      sums(u, chunk, t, t + width);
+    };
+    auto finish = [&](int64_t u) {
+      if (!job.find_moments) return;
+      const Block bl = block_of(u);
+      double s1[kColumnBlock], s2[kColumnBlock];
+      if (plan.chunks == 1) {
+        sums(u, 0, s1, s2);
+      } else {
+        for (int64_t j = 0; j < bl.cols; ++j) s1[j] = 0, s2[j] = 0;
+        for (int64_t chunk = 0; chunk < plan.chunks; ++chunk) {
+          const double* t = part + (u * plan.chunks + chunk) * width * 2;
+          for (int64_t j = 0; j < bl.cols; ++j) s1[j] += t[j], s2[j] += t[width + j];
+        }
+      }
+      for (int64_t j = 0; j < bl.cols; ++j) set_stats(bl.o * G + bl.g0 + j, pivot_of(bl, j), s1[j], s2[j]);
+    };
+    auto second = [&](int64_t u, int64_t chunk) {
+      if (!job.y) return;
+      const Block bl = block_of(u);
+      double m[kColumnBlock], a[kColumnBlock], b[kColumnBlock];
+      for (int64_t j = 0; j < bl.cols; ++j) {
+        const int64_t sg = bl.o * G + bl.g0 + j, c = bl.g0 + j;
+        m[j] = job.mean[sg];
+        a[j] = weight_of(c) * (job.r ? job.r[sg] : 1.0) * job.inv_std[sg];
+        b[j] = bias_of(c) + weight_of(c) * (job.d ? job.d[sg] : 0.0);
+      }
+      for (int64_t p = plan.begin(chunk); p < plan.end(chunk); ++p) {
+        const int64_t at = (bl.o * P + p) * G + bl.g0;
+        const T* xr = job.x + at;
+        T* yr = job.y + at;
+#pragma omp simd
+        for (int64_t j = 0; j < bl.cols; ++j) yr[j] = static_cast<T>((static_cast<double>(xr[j]) - m[j]) * a[j] + b[j]);
+      }
+    };
+    run_two_sweeps(plan, parallel, first, finish, second);
+    return;
+  }
+
+  // Generic path: a unit is a statistic group.
+  auto pivot_of = [&](int64_t sg) {
+    if (!l.center || l.count() == 0) return 0.0;
+    const int64_t o = sg / G, g = sg % G;
+    return static_cast<double>(job.x[((o * P) * G + g) * K * l.inner]);
+  };
+  auto sums = [&](int64_t sg, int64_t chunk, double& s1, double& s2) {
+    const double pivot = pivot_of(sg);
+    s1 = 0, s2 = 0;
+    for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk),
+                     [&](int64_t at, int64_t, int64_t n) { add_shifted_sums(job.x + at, n, pivot, s1, s2); });
+  };
+  auto first = [&](int64_t sg, int64_t chunk) {
+    if (!job.find_moments || plan.chunks == 1) return;
+    double* t = partial.data() + (sg * plan.chunks + chunk) * 2;
+    sums(sg, chunk, t[0], t[1]);
+  };
+  auto finish = [&](int64_t sg) {
+    if (!job.find_moments) return;
+    double s1 = 0, s2 = 0;
+    if (plan.chunks == 1) {
+      sums(sg, 0, s1, s2);
+    } else {
+      for (int64_t chunk = 0; chunk < plan.chunks; ++chunk) {
+        s1 += partial[(sg * plan.chunks + chunk) * 2];
+        s2 += partial[(sg * plan.chunks + chunk) * 2 + 1];
+      }
+    }
+    set_stats(sg, pivot_of(sg), s1, s2);
+  };
+  auto second = [&](int64_t sg, int64_t chunk) {
+    if (!job.y) return;
+    const int64_t g = sg % G;
+    const double m = job.mean[sg], r_is = (job.r ? job.r[sg] : 1.0) * job.inv_std[sg], d = job.d ? job.d[sg] : 0.0;
+    for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
+      const int64_t c = g * K + k;
+      if (l.inner == 1) {
+        affine_per_element(job.x + at, job.y + at, n, m, r_is, d, job.w ? job.w + c : nullptr,
+                           job.b ? job.b + c : nullptr);
+      } else {
+        affine(job.x + at, job.y + at, n, m, weight_of(c) * r_is, bias_of(c) + weight_of(c) * d);
+      }
+    });
+  };
+  run_two_sweeps(plan, parallel, first, finish, second);
+}
+
+// ---- the backward --------------------------------------------------------------------------------------------
+
+template <bool kAdd, class T>
+void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const T* pdy, const T* pw, bool batch_stats,
+                   T* pdx, T* pdw, T* pdb) {
+  const Plan plan = make_plan(l);
+  const bool parallel = l.numel() > kParallelGrain;
+  const int64_t G = l.groups, K = l.channels_per_group, P = l.pooled, C = l.num_channels();
+  const double M = static_cast<double>(l.count());
+  const double *mean = st.mean.data<double>(), *inv_std = st.inv_std.data<double>();
+  const double *pr = maybe_stat(st.r), *pd = maybe_stat(st.d);
+  auto r_of = [&](int64_t sg) { return pr ? pr[sg] : 1.0; };
+  auto d_of = [&](int64_t sg) { return pd ? pd[sg] : 0.0; };
+  auto weight_of = [&](int64_t c) { return pw ? static_cast<double>(pw[c]) : 1.0; };
+  const bool want_params = pdw || pdb;
+  const bool need_sums = batch_stats || want_params;
+  const int64_t n_sg = l.num_stat_groups();
+  const int64_t width = plan.columns ? kColumnBlock : 1;
+
+  // Per statistic group, the sums of the first sweep: with K == 1 (one channel per group) the plain Σdy and
+  // Σdy·(x − mean), which also give the parameter gradients; with K > 1 the weighted Σ w·dy and Σ w·dy·(x − mean)
+  // (then the parameter gradients come from per-thread partials, below).
+  std::vector<double> group_sums(need_sums ? static_cast<size_t>(n_sg * 2) : 0);
+  std::vector<double> partial(need_sums && plan.chunks > 1 ? static_cast<size_t>(plan.tasks() * width * 2) : 0);
+  // K > 1 and parameter gradients wanted: per-thread float64 partials of dweight and dbias (a column sum over
+  // the groups; per thread so no two threads add into the same place), reduced in thread order at the end.
+  const bool thread_params = want_params && K > 1;
+  // They come from the caching allocator: for LayerNorm they are as long as a sample.
+  const int threads = thread_params ? omp_get_max_threads() : 0;
+  Tensor thread_dw_buffer = thread_params && pdw ? zeros({threads * C}, kFloat64) : Tensor();
+  Tensor thread_db_buffer = thread_params && pdb ? zeros({threads * C}, kFloat64) : Tensor();
+  double* thread_dw = maybe_mut<double>(thread_dw_buffer);
+  double* thread_db = maybe_mut<double>(thread_db_buffer);
+  // dx = scale_c·dy + (x − mean)·slope + offset: per group (slope, offset).
+  std::vector<double> coefficients(static_cast<size_t>(n_sg * 2));
+
+  auto set_coefficients = [&](int64_t sg, double swdy, double swdyx) {
+    // With K == 1 the sums are unweighted: the group's one weight factors out.
+    const double wk = K == 1 ? weight_of(sg % G) : 1.0;
+    const double r = r_of(sg), is = inv_std[sg];
+    coefficients[sg * 2] = batch_stats ? -r * is * is * is * wk * swdyx / M : 0.0;
+    coefficients[sg * 2 + 1] = batch_stats && l.center ? -r * is * wk * swdy / M : 0.0;
+  };
+
+  if (plan.columns) {
+    const int64_t blocks = (G + kColumnBlock - 1) / kColumnBlock;
+    struct Block {
+      int64_t o, g0, cols;
+    };
+    auto block_of = [&](int64_t u) {
+      const int64_t o = u / blocks, g0 = (u % blocks) * kColumnBlock;
+      return Block{o, g0, std::min(kColumnBlock, G - g0)};
+    };
+    auto sums = [&](int64_t u, int64_t chunk, double* sdy, double* sdyx) {
+      const Block bl = block_of(u);
+      const double* m = mean + bl.o * G + bl.g0;
+      for (int64_t j = 0; j < bl.cols; ++j) sdy[j] = 0, sdyx[j] = 0;
+      for (int64_t p = plan.begin(chunk); p < plan.end(chunk); ++p) {
+        const int64_t at = (bl.o * P + p) * G + bl.g0;
+        const T *xr = px + at, *dyr = pdy + at;
+#pragma omp simd
+        for (int64_t j = 0; j < bl.cols; ++j) {
+          const double g = static_cast<double>(dyr[j]);
+          sdy[j] += g;
+          sdyx[j] += g * (static_cast<double>(xr[j]) - m[j]);
+        }
+      }
+    };
+    auto first = [&](int64_t u, int64_t chunk) {
+      if (!need_sums || plan.chunks == 1) return;
+      double* t = partial.data() + (u * plan.chunks + chunk) * width * 2;
+      sums(u, chunk, t, t + width);
+    };
+    auto finish = [&](int64_t u) {
+      if (!need_sums) return;
+      const Block bl = block_of(u);
+      double sdy[kColumnBlock], sdyx[kColumnBlock];
+      if (plan.chunks == 1) {
+        sums(u, 0, sdy, sdyx);
+      } else {
+        for (int64_t j = 0; j < bl.cols; ++j) sdy[j] = 0, sdyx[j] = 0;
+        for (int64_t chunk = 0; chunk < plan.chunks; ++chunk) {
+          const double* t = partial.data() + (u * plan.chunks + chunk) * width * 2;
+          for (int64_t j = 0; j < bl.cols; ++j) sdy[j] += t[j], sdyx[j] += t[width + j];
+        }
+      }
+      for (int64_t j = 0; j < bl.cols; ++j) {
+        const int64_t sg = bl.o * G + bl.g0 + j;
+        group_sums[sg * 2] = sdy[j];
+        group_sums[sg * 2 + 1] = sdyx[j];
+        set_coefficients(sg, sdy[j], sdyx[j]);
+      }
+    };
+    auto second = [&](int64_t u, int64_t chunk) {
+      if (!pdx) return;
+      const Block bl = block_of(u);
+      double m[kColumnBlock], scale[kColumnBlock], slope[kColumnBlock], offset[kColumnBlock];
+      for (int64_t j = 0; j < bl.cols; ++j) {
+        const int64_t sg = bl.o * G + bl.g0 + j;
+        m[j] = mean[sg];
+        scale[j] = weight_of(bl.g0 + j) * r_of(sg) * inv_std[sg];
+        slope[j] = need_sums ? coefficients[sg * 2] : 0.0;
+        offset[j] = need_sums ? coefficients[sg * 2 + 1] : 0.0;
+      }
+      for (int64_t p = plan.begin(chunk); p < plan.end(chunk); ++p) {
+        const int64_t at = (bl.o * P + p) * G + bl.g0;
+        const T *xr = px + at, *dyr = pdy + at;
+        T* dxr = pdx + at;
+#pragma omp simd
+        for (int64_t j = 0; j < bl.cols; ++j) {
+          const double g = scale[j] * static_cast<double>(dyr[j]) + (static_cast<double>(xr[j]) - m[j]) * slope[j] + offset[j];
+          dxr[j] = static_cast<T>(kAdd ? static_cast<double>(dxr[j]) + g : g);
+        }
+      }
+    };
+    run_two_sweeps(plan, parallel, first, finish, second);
+  } else {
+    // One task's sums for group sg: (Σdy, Σdy·(x − m)) with K == 1, (Σ w·dy, Σ w·dy·(x − m)) with K > 1; the
+    // per-thread parameter partials are added to on the way.
+    auto sums = [&](int64_t sg, int64_t chunk, double& a, double& b) {
+      const int64_t g = sg % G;
+      const double m = mean[sg], r_is = r_of(sg) * inv_std[sg], d = d_of(sg);
+      const int t = thread_params ? omp_get_thread_num() : 0;
+      double* dw = thread_dw ? thread_dw + t * C : nullptr;
+      double* db = thread_db ? thread_db + t * C : nullptr;
+      a = 0, b = 0;
+      for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
+        const int64_t c = g * K + k;
+        if (K == 1) {
+          add_grad_sums(px + at, pdy + at, n, m, a, b);
+        } else if (l.inner == 1) {
+          add_grad_sums_per_element(px + at, pdy + at, n, m, pw ? pw + c : nullptr, a, b, r_is, d,
+                                    dw ? dw + c : nullptr, db ? db + c : nullptr);
+        } else {
+          double sdy = 0, sdyx = 0;
+          add_grad_sums(px + at, pdy + at, n, m, sdy, sdyx);
+          a += weight_of(c) * sdy;
+          b += weight_of(c) * sdyx;
+          if (dw) dw[c] += r_is * sdyx + d * sdy;
+          if (db) db[c] += sdy;
+        }
+      });
+    };
+    auto first = [&](int64_t sg, int64_t chunk) {
+      if (!need_sums || plan.chunks == 1) return;
+      double* t = partial.data() + (sg * plan.chunks + chunk) * 2;
+      sums(sg, chunk, t[0], t[1]);
+    };
+    auto finish = [&](int64_t sg) {
+      if (!need_sums) return;
+      double a = 0, b = 0;
+      if (plan.chunks == 1) {
+        sums(sg, 0, a, b);
+      } else {
+        for (int64_t chunk = 0; chunk < plan.chunks; ++chunk) {
+          a += partial[(sg * plan.chunks + chunk) * 2];
+          b += partial[(sg * plan.chunks + chunk) * 2 + 1];
+        }
+      }
+      group_sums[sg * 2] = a;
+      group_sums[sg * 2 + 1] = b;
+      set_coefficients(sg, a, b);
+    };
+    auto second = [&](int64_t sg, int64_t chunk) {
+      if (!pdx) return;
+      const int64_t g = sg % G;
+      const double m = mean[sg], r_is = r_of(sg) * inv_std[sg];
+      const double slope = need_sums ? coefficients[sg * 2] : 0.0, offset = need_sums ? coefficients[sg * 2 + 1] : 0.0;
+      for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
+        const int64_t c = g * K + k;
+        if (l.inner == 1 && K > 1) {
+          dx_affine_per_element<kAdd>(px + at, pdy + at, pdx + at, n, m, pw ? pw + c : nullptr, r_is, slope, offset);
+        } else {
+          dx_affine<kAdd>(px + at, pdy + at, pdx + at, n, m, weight_of(c) * r_is, slope, offset);
+        }
+      });
+    };
+    run_two_sweeps(plan, parallel, first, finish, second);
+  }
+
+  if (!want_params) return;
+  if (thread_params) {
+    for (int64_t c = 0; c < C; ++c) {
+      double acc_w = 0, acc_b = 0;
+      for (int t = 0; t < threads; ++t) {
+        if (pdw) acc_w += thread_dw[t * C + c];
+        if (pdb) acc_b += thread_db[t * C + c];
+      }
+      if (pdw) pdw[c] = static_cast<T>(pdw[c] + acc_w);
+      if (pdb) pdb[c] = static_cast<T>(pdb[c] + acc_b);
+    }
+    return;
+  }
+  // K == 1: channel c = g; its gradients are sums over the blocks o of its groups' plain sums.
+  for (int64_t c = 0; c < C; ++c) {
+    double acc_w = 0, acc_b = 0;
+    for (int64_t o = 0; o < l.outer; ++o) {
+      const int64_t sg = o * G + c;
+      const double sdy = group_sums[sg * 2], sdyx = group_sums[sg * 2 + 1];
+      acc_w += r_of(sg) * inv_std[sg] * sdyx + d_of(sg) * sdy;
+      acc_b += sdy;
+    }
+    if (pdw) pdw[c] = static_cast<T>(pdw[c] + acc_w);
+    if (pdb) pdb[c] = static_cast<T>(pdb[c] + acc_b);
+  }
+}
 
 }  // namespace
 
@@ -214,67 +786,27 @@ void normalize_moments(const Tensor& x, const NormLayout& l, Tensor& mean, Tenso
   check_stat("normalize_moments", "var", var, l, false);
   visit_floating(x.dtype(), "normalize_moments", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T* px = x.data<T>();
-    double* pm = mean.data<double>();
-    double* pv = var.data<double>();
-    const int64_t P = l.pooled, G = l.groups, run = l.channels_per_group * l.inner;
-    const double M = static_cast<double>(l.count());
-    const bool parallel = l.numel() > kParallelGrain;
+    forward_family<T>(l, {x.data<T>(), nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                          mean.data<double>(), var.data<double>(), nullptr, 0.0});
+  });
+}
 
-    if (column_path(l)) {
-      // x[o] is a (P, G) matrix; each column is a statistic group.
-      const int64_t blocks = (G + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for schedule(static) if (parallel)
-      for (int64_t task = 0; task < l.outer * blocks; ++task) {
-        const int64_t o = task / blocks, g0 = (task % blocks) * kColumnBlock;
-        const int64_t width = std::min(kColumnBlock, G - g0);
-        const T* base = px + o * P * G + g0;
-        double m[kColumnBlock] = {}, ss[kColumnBlock] = {};
-        if (l.center) {
-          for (int64_t p = 0; p < P; ++p)
-            for (int64_t j = 0; j < width; ++j) m[j] += static_cast<double>(base[p * G + j]);
-          for (int64_t j = 0; j < width; ++j) m[j] /= M;
-        }
-        for (int64_t p = 0; p < P; ++p)
-          for (int64_t j = 0; j < width; ++j) {
-            const double c = static_cast<double>(base[p * G + j]) - m[j];
-            ss[j] += c * c;
-          }
-        for (int64_t j = 0; j < width; ++j) {
-          pm[o * G + g0 + j] = m[j];
-          pv[o * G + g0 + j] = ss[j] / M;
-        }
-      }
-      return;
-    }
-
-    // Generic path: statistic group (o, g) is P contiguous runs of K·S elements.
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t sg = 0; sg < l.num_stat_groups(); ++sg) {
-      const int64_t o = sg / G, g = sg % G;
-      double m = 0;
-      if (l.center) {
-        for (int64_t p = 0; p < P; ++p) {
-          const T* xr = px + ((o * P + p) * G + g) * run;
-          double acc = 0;
-          for (int64_t j = 0; j < run; ++j) acc += static_cast<double>(xr[j]);
-          m += acc;
-        }
-        m /= M;
-      }
-      double ss = 0;
-      for (int64_t p = 0; p < P; ++p) {
-        const T* xr = px + ((o * P + p) * G + g) * run;
-        double acc = 0;
-        for (int64_t j = 0; j < run; ++j) {
-          const double c = static_cast<double>(xr[j]) - m;
-          acc += c * c;
-        }
-        ss += acc;
-      }
-      pm[sg] = m;
-      pv[sg] = ss / M;
-    }
+void normalize_moments_forward(const Tensor& x, const NormLayout& l, double eps, const Tensor& weight,
+                               const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y) {
+  const char* op = "normalize_moments_forward";
+  check_layout(op, x, l);
+  check_stat(op, "mean", mean, l, false);
+  check_stat(op, "var", var, l, false);
+  check_stat(op, "inv_std", inv_std, l, false);
+  check_same(op, "weight", weight, x, l.num_channels());
+  check_same(op, "bias", bias, x, l.num_channels());
+  check(y.defined(), op, ": y is undefined");
+  check_same(op, "y", y, x, l.numel());
+  check(eps >= 0 && std::isfinite(eps), op, ": eps must be finite and >= 0, got ", eps);
+  visit_floating(x.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    forward_family<T>(l, {x.data<T>(), y.data<T>(), maybe<T>(weight), maybe<T>(bias), nullptr, nullptr, nullptr,
+                          nullptr, mean.data<double>(), var.data<double>(), inv_std.data<double>(), eps});
   });
 }
 
@@ -283,51 +815,15 @@ void normalize_forward(const Tensor& x, const NormLayout& l, const NormStats& st
   check_forward("normalize_forward", x, l, st, weight, bias, y);
   visit_floating(x.dtype(), "normalize_forward", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const View<T> v(l, st, weight);
-    const T* px = x.data<T>();
-    const T* pb = maybe<T>(bias);
-    T* py = y.data<T>();
-    const bool parallel = l.numel() > kParallelGrain;
-    // y = (x − mean)·scale + shift with scale = w·r·inv_std and shift = b + w·d, per (statistic group, k).
-
-    if (column_path(l)) {
-      const int64_t G = v.G, n_sg = l.num_stat_groups();
-      std::vector<double> scale(static_cast<size_t>(n_sg)), shift(scale.size());
-      for (int64_t sg = 0; sg < n_sg; ++sg) {
-        const int64_t c = sg % G;
-        scale[sg] = v.weight_of(c) * v.r_of(sg) * v.inv_std[sg];
-        shift[sg] = (pb ? static_cast<double>(pb[c]) : 0.0) + v.weight_of(c) * v.d_of(sg);
-      }
-#pragma omp parallel for schedule(static) if (parallel)
-      for (int64_t row = 0; row < v.O * v.P; ++row) {
-        const int64_t o = row / v.P;
-        const double *m = v.mean + o * G, *a = scale.data() + o * G, *b = shift.data() + o * G;
-        const T* xr = px + row * G;
-        T* yr = py + row * G;
-        for (int64_t j = 0; j < G; ++j) yr[j] = static_cast<T>((static_cast<double>(xr[j]) - m[j]) * a[j] + b[j]);
-      }
-      return;
-    }
-
-    // Generic path: rows (o, p, g), each K runs of S elements sharing one (scale, shift).
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t row = 0; row < v.O * v.P * v.G; ++row) {
-      const int64_t g = row % v.G, o = row / (v.P * v.G), sg = o * v.G + g;
-      const double m = v.mean[sg], r_inv_std = v.r_of(sg) * v.inv_std[sg], d = v.d_of(sg);
-      for (int64_t k = 0; k < v.K; ++k) {
-        const int64_t c = g * v.K + k;
-        const double a = v.weight_of(c) * r_inv_std;
-        const double b = (pb ? static_cast<double>(pb[c]) : 0.0) + v.weight_of(c) * d;
-        const T* xr = px + (row * v.K + k) * v.S;
-        T* yr = py + (row * v.K + k) * v.S;
-        for (int64_t s = 0; s < v.S; ++s) yr[s] = static_cast<T>((static_cast<double>(xr[s]) - m) * a + b);
-      }
-    }
+    forward_family<T>(l, {x.data<T>(), y.data<T>(), maybe<T>(weight), maybe<T>(bias), st.mean.data<double>(),
+                          st.inv_std.data<double>(), maybe_stat(st.r), maybe_stat(st.d), nullptr, nullptr, nullptr,
+                          0.0});
   });
 }
 
 void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& l, const NormStats& st,
-                        const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias) {
+                        const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                        GradWrite dx_write) {
   const char* op = "normalize_backward";
   check_forward(op, x, l, st, weight, Tensor(), dy, "dy");
   check_same(op, "dx", dx, x, l.numel());
@@ -335,134 +831,12 @@ void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& l, 
   check_same(op, "dbias", dbias, x, l.num_channels());
   visit_floating(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const View<T> v(l, st, weight);
-    const T* px = x.data<T>();
-    const T* pdy = dy.data<T>();
-    T* pdx = maybe_mut<T>(dx);
-    T* pdw = maybe_mut<T>(dweight);
-    T* pdb = maybe_mut<T>(dbias);
-    const bool want_params = pdw || pdb;
-    // With one block (BatchNorm), each channel lives in one statistic group, so the per-channel sums of the
-    // first pass are the parameter gradients. Otherwise a separate pass over channels sums across blocks.
-    const bool params_in_group_pass = want_params && v.O == 1;
-    const bool parallel = l.numel() > kParallelGrain;
-
-    if (column_path(l)) {
-      const int64_t G = v.G, blocks = (G + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for schedule(static) if (parallel)
-      for (int64_t task = 0; task < v.O * blocks; ++task) {
-        const int64_t o = task / blocks, g0 = (task % blocks) * kColumnBlock;
-        const int64_t width = std::min(kColumnBlock, G - g0);
-        const int64_t base = o * v.P * G + g0;
-        double m[kColumnBlock], is[kColumnBlock], sdy[kColumnBlock] = {}, sdyz[kColumnBlock] = {};
-        for (int64_t j = 0; j < width; ++j) m[j] = v.mean[o * G + g0 + j], is[j] = v.inv_std[o * G + g0 + j];
-        for (int64_t p = 0; p < v.P; ++p) {
-          const T* xr = px + base + p * G;
-          const T* dyr = pdy + base + p * G;
-          for (int64_t j = 0; j < width; ++j) {
-            const double g = static_cast<double>(dyr[j]);
-            sdy[j] += g;
-            sdyz[j] += g * (static_cast<double>(xr[j]) - m[j]) * is[j];
-          }
-        }
-        // dx = scale·dy + (x − mean)·slope + offset, the closed form rewritten as a linear map of (dy, x).
-        double scale[kColumnBlock], slope[kColumnBlock], offset[kColumnBlock];
-        for (int64_t j = 0; j < width; ++j) {
-          const int64_t sg = o * G + g0 + j, c = g0 + j;
-          const double wr = v.weight_of(c) * v.r_of(sg);
-          scale[j] = wr * is[j];
-          slope[j] = batch_stats ? -is[j] * is[j] * wr * sdyz[j] / v.M : 0.0;
-          offset[j] = batch_stats && l.center ? -is[j] * wr * sdy[j] / v.M : 0.0;
-          if (params_in_group_pass) {
-            if (pdw) pdw[c] = static_cast<T>(pdw[c] + v.r_of(sg) * sdyz[j] + v.d_of(sg) * sdy[j]);
-            if (pdb) pdb[c] = static_cast<T>(pdb[c] + sdy[j]);
-          }
-        }
-        if (!pdx) continue;
-        for (int64_t p = 0; p < v.P; ++p) {
-          const T* xr = px + base + p * G;
-          const T* dyr = pdy + base + p * G;
-          T* dxr = pdx + base + p * G;
-          for (int64_t j = 0; j < width; ++j)
-            dxr[j] = static_cast<T>(dxr[j] + scale[j] * dyr[j] + (static_cast<double>(xr[j]) - m[j]) * slope[j] +
-                                    offset[j]);
-        }
-      }
-    } else {
-      const int64_t run = v.S;
-#pragma omp parallel for schedule(static) if (parallel)
-      for (int64_t sg = 0; sg < l.num_stat_groups(); ++sg) {
-        const int64_t o = sg / v.G, g = sg % v.G;
-        const double m = v.mean[sg], is = v.inv_std[sg], r = v.r_of(sg), d = v.d_of(sg);
-        // Pass 1: Σ dx_hat and Σ dx_hat·z over the group (and, for one block, the parameter gradients).
-        double sum_dx_hat = 0, sum_dx_hat_z = 0;
-        if (batch_stats || params_in_group_pass) {
-          for (int64_t k = 0; k < v.K; ++k) {
-            const int64_t c = g * v.K + k;
-            double sdy = 0, sdyz = 0;
-            for (int64_t p = 0; p < v.P; ++p) {
-              const T* xr = px + v.at(o, p, g, k);
-              const T* dyr = pdy + v.at(o, p, g, k);
-              double a = 0, b = 0;
-              for (int64_t s = 0; s < run; ++s) {
-                const double gs = static_cast<double>(dyr[s]);
-                a += gs;
-                b += gs * (static_cast<double>(xr[s]) - m);
-              }
-              sdy += a;
-              sdyz += b * is;
-            }
-            const double wr = v.weight_of(c) * r;
-            sum_dx_hat += wr * sdy;
-            sum_dx_hat_z += wr * sdyz;
-            if (params_in_group_pass) {
-              if (pdw) pdw[c] = static_cast<T>(pdw[c] + r * sdyz + d * sdy);
-              if (pdb) pdb[c] = static_cast<T>(pdb[c] + sdy);
-            }
-          }
-        }
-        if (!pdx) continue;
-        // Pass 2: dx = scale·dy + (x − mean)·slope + offset.
-        const double slope = batch_stats ? -is * is * sum_dx_hat_z / v.M : 0.0;
-        const double offset = batch_stats && l.center ? -is * sum_dx_hat / v.M : 0.0;
-        for (int64_t k = 0; k < v.K; ++k) {
-          const double scale = v.weight_of(g * v.K + k) * r * is;
-          for (int64_t p = 0; p < v.P; ++p) {
-            const T* xr = px + v.at(o, p, g, k);
-            const T* dyr = pdy + v.at(o, p, g, k);
-            T* dxr = pdx + v.at(o, p, g, k);
-            for (int64_t s = 0; s < run; ++s)
-              dxr[s] = static_cast<T>(dxr[s] + scale * dyr[s] + (static_cast<double>(xr[s]) - m) * slope + offset);
-          }
-        }
-      }
-    }
-
-    if (!want_params || params_in_group_pass) return;
-    // Several blocks (Instance, Group, Layer, Ghost): sum each channel over every block, one task per channel.
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t c = 0; c < l.num_channels(); ++c) {
-      const int64_t g = c / v.K, k = c % v.K;
-      double acc_w = 0, acc_b = 0;
-      for (int64_t o = 0; o < v.O; ++o) {
-        const int64_t sg = o * v.G + g;
-        const double m = v.mean[sg], is = v.inv_std[sg];
-        double sdy = 0, sdyz = 0;
-        for (int64_t p = 0; p < v.P; ++p) {
-          const T* xr = px + v.at(o, p, g, k);
-          const T* dyr = pdy + v.at(o, p, g, k);
-          for (int64_t s = 0; s < v.S; ++s) {
-            const double gs = static_cast<double>(dyr[s]);
-            sdy += gs;
-            sdyz += gs * (static_cast<double>(xr[s]) - m) * is;
-          }
-        }
-        acc_w += v.r_of(sg) * sdyz + v.d_of(sg) * sdy;
-        acc_b += sdy;
-      }
-      if (pdw) pdw[c] = static_cast<T>(pdw[c] + acc_w);
-      if (pdb) pdb[c] = static_cast<T>(pdb[c] + acc_b);
-    }
+    auto run = [&](auto add) {
+      backward_impl<decltype(add)::value, T>(l, st, x.data<T>(), dy.data<T>(), maybe<T>(weight), batch_stats,
+                                             maybe_mut<T>(dx), maybe_mut<T>(dweight), maybe_mut<T>(dbias));
+    };
+    if (dx_write == GradWrite::add) run(std::true_type{});
+    else run(std::false_type{});
   });
 }
 
