@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Writes the PyTorch parity fixtures in this folder: inputs, upstream gradients and PyTorch's outputs and
+gradients for the normalization layers, conv2d, pooling, cross-entropy and SGD, in float64 .npy files.
+
+tests/test_torch_parity.cpp reads them, runs normlab on the same inputs and compares. PyTorch is needed only
+to regenerate the fixtures (Debian's python3-torch), never to build or test normlab:
+
+    /usr/bin/python3 tests/data/torch/make_fixtures.py
+"""
+import os
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+torch.manual_seed(0)
+torch.set_default_dtype(torch.float64)
+
+
+def save(name, t):
+    a = t.detach().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+    np.save(os.path.join(HERE, name + ".npy"), np.ascontiguousarray(a.astype(np.float64)))
+
+
+def save_i64(name, t):
+    np.save(os.path.join(HERE, name + ".npy"), np.ascontiguousarray(t.numpy().astype(np.int64)))
+
+
+def layer_case(prefix, layer, shape, steps=3):
+    """Train-mode forward/backward for `steps` batches (running stats evolve), then an eval forward."""
+    for p in layer.parameters():  # non-trivial affine parameters
+        with torch.no_grad():
+            p.copy_(torch.randn_like(p) * 0.5 + (1.0 if p.dim() and p is layer.weight else 0.0))
+    for name, p in layer.named_parameters():
+        save(f"{prefix}_param_{name}", p)
+    layer.train()
+    for s in range(steps):
+        x = (torch.randn(*shape) * 2 + 3).requires_grad_()
+        g = torch.randn(*shape)
+        layer.zero_grad()
+        y = layer(x)
+        y.backward(g)
+        save(f"{prefix}_x{s}", x)
+        save(f"{prefix}_g{s}", g)
+        save(f"{prefix}_y{s}", y)
+        save(f"{prefix}_dx{s}", x.grad)
+        for name, p in layer.named_parameters():
+            save(f"{prefix}_d{name}{s}", p.grad)
+        for name, b in layer.named_buffers():
+            if b.dtype == torch.float64:
+                save(f"{prefix}_{name}{s}", b)
+    layer.eval()
+    x = torch.randn(*shape) * 2 + 3
+    save(f"{prefix}_xeval", x)
+    save(f"{prefix}_yeval", layer(x))
+
+
+def main():
+    layer_case("bn2d", nn.BatchNorm2d(3), (4, 3, 5, 6))
+    layer_case("bn1d", nn.BatchNorm1d(5), (8, 5))
+    layer_case("bn1d_cma", nn.BatchNorm1d(4, momentum=None), (6, 4))
+    layer_case("ln", nn.LayerNorm((3, 4)), (5, 3, 4))
+    layer_case("gn", nn.GroupNorm(2, 6), (3, 6, 4, 5))
+    layer_case("in2d", nn.InstanceNorm2d(3, affine=True, track_running_stats=True), (4, 3, 5, 5))
+
+    # conv2d: stride, padding, dilation, groups, bias
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=2, groups=2, bias=True)
+    x = torch.randn(2, 4, 9, 8, requires_grad=True)
+    y = conv(x)
+    g = torch.randn_like(y)
+    y.backward(g)
+    for n, t in [("x", x), ("w", conv.weight), ("b", conv.bias), ("g", g), ("y", y), ("dx", x.grad),
+                 ("dw", conv.weight.grad), ("db", conv.bias.grad)]:
+        save("conv_" + n, t)
+
+    # pooling
+    x = torch.randn(2, 3, 7, 6, requires_grad=True)
+    y = F.max_pool2d(x, 3, stride=2, padding=1)
+    g = torch.randn_like(y)
+    y.backward(g)
+    for n, t in [("x", x), ("g", g), ("y", y), ("dx", x.grad)]:
+        save("maxpool_" + n, t)
+    x = torch.randn(2, 3, 7, 6, requires_grad=True)
+    y = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+    g = torch.randn_like(y)
+    y.backward(g)
+    for n, t in [("x", x), ("g", g), ("y", y), ("dx", x.grad)]:
+        save("avgpool_" + n, t)
+
+    # cross-entropy with label smoothing
+    logits = (torch.randn(6, 5) * 3).requires_grad_()
+    target = torch.randint(0, 5, (6,))
+    loss = F.cross_entropy(logits, target, label_smoothing=0.1)
+    loss.backward()
+    save("ce_logits", logits)
+    save_i64("ce_target", target)
+    save("ce_loss", loss)
+    save("ce_dlogits", logits.grad)
+
+    # SGD: momentum, dampening, nesterov, weight decay; three steps on fixed gradients
+    for tag, kw in [("momentum", dict(momentum=0.9, weight_decay=0.01)),
+                    ("nesterov", dict(momentum=0.9, nesterov=True, weight_decay=0.01)),
+                    ("dampening", dict(momentum=0.8, dampening=0.3))]:
+        w = torch.randn(7, requires_grad=True)
+        save(f"sgd_{tag}_w0", w)
+        opt = torch.optim.SGD([w], lr=0.1, **kw)
+        for s in range(3):
+            grad = torch.randn(7)
+            save(f"sgd_{tag}_g{s}", grad)
+            w.grad = grad.clone()
+            opt.step()
+        save(f"sgd_{tag}_w3", w)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+// Parity with PyTorch: fixtures written by tests/data/torch/make_fixtures.py (PyTorch 1.13, float64) hold
+// inputs, upstream gradients and PyTorch's outputs, gradients and running statistics. normlab runs the same
+// computation here and must agree. PyTorch is not needed to run this test, only to regenerate the fixtures.
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "autograd/engine.h"
+#include "core/npy.h"
+#include "layers/conv.h"
+#include "layers/loss.h"
+#include "layers/normalization.h"
+#include "layers/pooling.h"
+#include "optim/sgd.h"
+#include "test_util.h"
+
+using namespace nl;
+using test::allclose;
+
+namespace {
+
+Tensor fixture(const std::string& name) { return load_npy(std::string(NORMLAB_TEST_DATA) + "/torch/" + name + ".npy"); }
+
+// Replaces the module's parameter `name` by PyTorch's value (float64, requiring grad).
+void set_param(Module& m, const std::string& name, const std::string& prefix) {
+  Tensor* p = m.find_tensor(name);
+  REQUIRE(p != nullptr);
+  *p = fixture(prefix + "_param_" + name).requires_grad_();
+}
+
+// The layer_case of make_fixtures.py: three training steps (outputs, gradients, running statistics), then eval.
+void check_layer(Module& layer, const std::string& prefix, const std::vector<std::string>& params,
+                 const std::vector<std::string>& buffers, double running_tol = 1e-6) {
+  for (const std::string& p : params) set_param(layer, p, prefix);
+  layer.train();
+  for (int s = 0; s < 3; ++s) {
+    INFO(prefix << " training step " << s);
+    const std::string k = std::to_string(s);
+    Tensor x = fixture(prefix + "_x" + k).requires_grad_();
+    layer.zero_grad();
+    const Tensor y = layer.forward(x);
+    CHECK(allclose(y, fixture(prefix + "_y" + k), 1e-10, 1e-10));
+    y.backward(fixture(prefix + "_g" + k));
+    CHECK(allclose(x.grad(), fixture(prefix + "_dx" + k), 1e-9, 1e-10));
+    for (const std::string& p : params) {
+      INFO("gradient of " << p);
+      CHECK(allclose(layer.find_tensor(p)->grad(), fixture(prefix + "_d" + p + k), 1e-9, 1e-10));
+    }
+    for (const std::string& b : buffers) {
+      INFO("buffer " << b);  // running statistics are float32 buffers, as in a float32 model
+      CHECK(allclose(layer.find_tensor(b)->to(kFloat64), fixture(prefix + "_" + b + k), running_tol, 1e-6));
+    }
+  }
+  layer.eval();
+  NoGradGuard no_record;
+  CHECK(allclose(layer.forward(fixture(prefix + "_xeval")), fixture(prefix + "_yeval"), 1e-6, 1e-6));
+}
+
+}  // namespace
+
+TEST_CASE("PyTorch parity: BatchNorm2d and BatchNorm1d (momentum 0.1 and cumulative)", "[parity][norm]") {
+  BatchNorm2d bn2d(3);
+  check_layer(bn2d, "bn2d", {"weight", "bias"}, {"running_mean", "running_var"});
+  BatchNorm1d bn1d(5);
+  check_layer(bn1d, "bn1d", {"weight", "bias"}, {"running_mean", "running_var"});
+  BatchNormOptions cma;
+  cma.momentum = std::nullopt;
+  BatchNorm1d bn_cma(4, cma);
+  check_layer(bn_cma, "bn1d_cma", {"weight", "bias"}, {"running_mean", "running_var"});
+}
+
+TEST_CASE("PyTorch parity: LayerNorm, GroupNorm, InstanceNorm2d", "[parity][norm]") {
+  LayerNorm ln(Shape{3, 4});
+  check_layer(ln, "ln", {"weight", "bias"}, {});
+  GroupNorm gn(2, 6);
+  check_layer(gn, "gn", {"weight", "bias"}, {});
+  InstanceNormOptions o;
+  o.affine = true;
+  o.track_running_stats = true;
+  InstanceNorm2d in(3, o);
+  check_layer(in, "in2d", {"weight", "bias"}, {"running_mean", "running_var"});
+}
+
+TEST_CASE("PyTorch parity: conv2d with stride, padding, dilation, groups and bias", "[parity][conv]") {
+  Tensor x = fixture("conv_x").requires_grad_(), w = fixture("conv_w").requires_grad_();
+  Tensor b = fixture("conv_b").requires_grad_();
+  const Tensor y = conv2d(x, w, b, 2, 1, 2, 2);
+  CHECK(allclose(y, fixture("conv_y"), 1e-10, 1e-10));
+  y.backward(fixture("conv_g"));
+  CHECK(allclose(x.grad(), fixture("conv_dx"), 1e-10, 1e-10));
+  CHECK(allclose(w.grad(), fixture("conv_dw"), 1e-10, 1e-10));
+  CHECK(allclose(b.grad(), fixture("conv_db"), 1e-10, 1e-10));
+}
+
+TEST_CASE("PyTorch parity: max and average pooling (count_include_pad=false)", "[parity][pooling]") {
+  Tensor x = fixture("maxpool_x").requires_grad_();
+  Tensor y = max_pool2d(x, 3, 2, 1);
+  CHECK(allclose(y, fixture("maxpool_y"), 1e-12, 1e-12));
+  y.backward(fixture("maxpool_g"));
+  CHECK(allclose(x.grad(), fixture("maxpool_dx"), 1e-12, 1e-12));
+  Tensor xa = fixture("avgpool_x").requires_grad_();
+  y = avg_pool2d(xa, 3, 2, 1, false);
+  CHECK(allclose(y, fixture("avgpool_y"), 1e-12, 1e-12));
+  y.backward(fixture("avgpool_g"));
+  CHECK(allclose(xa.grad(), fixture("avgpool_dx"), 1e-12, 1e-12));
+}
+
+TEST_CASE("PyTorch parity: cross-entropy with label smoothing", "[parity][loss]") {
+  Tensor logits = fixture("ce_logits").requires_grad_();
+  const Tensor loss = cross_entropy(logits, fixture("ce_target"), 0.1);
+  CHECK(loss.item() == Approx(fixture("ce_loss").item()).epsilon(1e-12));
+  loss.backward();
+  CHECK(allclose(logits.grad(), fixture("ce_dlogits"), 1e-10, 1e-12));
+}
+
+TEST_CASE("PyTorch parity: SGD with momentum, nesterov, dampening and weight decay", "[parity][optim]") {
+  struct Case {
+    std::string tag;
+    SGDOptions o;
+  };
+  std::vector<Case> cases(3);
+  cases[0].tag = "momentum", cases[0].o.momentum = 0.9, cases[0].o.weight_decay = 0.01;
+  cases[1].tag = "nesterov", cases[1].o.momentum = 0.9, cases[1].o.nesterov = true, cases[1].o.weight_decay = 0.01;
+  cases[2].tag = "dampening", cases[2].o.momentum = 0.8, cases[2].o.dampening = 0.3;
+  for (Case& c : cases) {
+    INFO(c.tag);
+    c.o.lr = 0.1;
+    Tensor w = fixture("sgd_" + c.tag + "_w0").requires_grad_();
+    SGD opt({w}, c.o);
+    for (int s = 0; s < 3; ++s) {
+      w.set_grad(fixture("sgd_" + c.tag + "_g" + std::to_string(s)));
+      opt.step();
+    }
+    CHECK(allclose(w, fixture("sgd_" + c.tag + "_w3"), 1e-12, 1e-12));
+  }
+}
