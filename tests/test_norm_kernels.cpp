@@ -40,6 +40,16 @@ std::vector<Case> layouts() {
       {"layer_norm", {7, 1, 1, 12, 1, true}},
       {"rms_norm", {7, 1, 1, 12, 1, false}},
       {"rms_norm large", {64, 1, 1, 1000, 1, false}},
+      // Few large statistic groups: the optimized kernels split each group into chunks (see make_plan in
+      // core/cpu/normalization.cpp), here with chunk boundaries inside runs and across them.
+      {"batch_norm few channels, chunked", {1, 64, 2, 1, 1024, true}},
+      {"batch_norm one long channel, chunks across runs", {1, 3, 1, 1, 50000, true}},
+      {"batch_norm 1-D (N, C) column path, chunked rows", {1, 5000, 10, 1, 1, true}},
+      {"batch_norm 1-D (N, C) column path, odd blocks", {3, 77, 70, 1, 1, true}},
+      {"group_norm chunked", {2, 1, 3, 4, 5000, true}},
+      {"layer_norm long rows, chunked", {2, 1, 1, 40000, 1, true}},
+      {"rms_norm long rows, chunked", {2, 1, 1, 70000, 1, false}},
+      {"layer_norm one element per row", {5, 1, 1, 1, 1, true}},
   };
 }
 
@@ -101,25 +111,97 @@ TEST_CASE("normalize kernels: optimized moments, forward and backward match the 
   }
 }
 
+TEST_CASE("normalize kernels: the fused training forward matches moments, inv_std and forward of the reference",
+          "[norm][kernels]") {
+  Generator gen(17);
+  for (DType dt : {kFloat64, kFloat32}) {
+    const double tol = dt == kFloat64 ? 1e-12 : 2e-5;
+    for (const Case& c : layouts()) {
+      for (bool affine : {true, false}) {
+        INFO(c.name << " " << dtype_name(dt) << (affine ? " with weight and bias" : " without affine"));
+        const NormLayout& l = c.layout;
+        const double eps = 1e-3;
+        const Tensor x = random({l.numel()}, dt, gen, -0.5, 1.5);
+        const Tensor w = affine ? random({l.num_channels()}, dt, gen) : Tensor();
+        const Tensor b = affine ? random({l.num_channels()}, dt, gen) : Tensor();
+        const NormStats st_ref = stats_for(x, l, eps, false, gen);
+        Tensor m_ref = empty({l.num_stat_groups()}, kFloat64), v_ref = empty_like(m_ref), y_ref = empty_like(x);
+        cpu::normalize_reference_moments(x, l, m_ref, v_ref);
+        cpu::normalize_reference_forward(x, l, st_ref, w, b, y_ref);
+
+        Tensor m = empty({l.num_stat_groups()}, kFloat64), v = empty_like(m), inv_std = empty_like(m);
+        Tensor y = full({l.numel()}, std::nan(""), dt);
+        cpu::normalize_moments_forward(x, l, eps, w, b, m, v, inv_std, y);
+        CHECK(allclose(m, m_ref, 1e-12, 1e-12));
+        CHECK(allclose(v, v_ref, 1e-12, 1e-12));
+        CHECK(allclose(inv_std, st_ref.inv_std, 1e-12, 1e-12));
+        CHECK(allclose(y, y_ref, tol, tol));
+      }
+    }
+  }
+}
+
+TEST_CASE("normalize kernels: GradWrite::assign overwrites dx, whatever it held", "[norm][kernels]") {
+  Generator gen(23);
+  for (DType dt : {kFloat64, kFloat32}) {
+    const double tol = dt == kFloat64 ? 1e-12 : 2e-4;
+    for (const Case& c : layouts()) {
+      for (bool batch_stats : {true, false}) {
+        INFO(c.name << " " << dtype_name(dt) << " batch_stats " << batch_stats);
+        const NormLayout& l = c.layout;
+        const Tensor x = random({l.numel()}, dt, gen), dy = random({l.numel()}, dt, gen);
+        const Tensor w = random({l.num_channels()}, dt, gen);
+        const NormStats st = stats_for(x, l, 1e-5, true, gen);
+        Tensor dx_ref = zeros_like(x), dw_ref = zeros_like(w), db_ref = zeros_like(w);
+        cpu::normalize_reference_backward(x, dy, l, st, w, batch_stats, dx_ref, dw_ref, db_ref);
+
+        // dx starts as NaN: any element the kernel read instead of overwriting would stay NaN.
+        const Tensor fill_w = random({l.num_channels()}, dt, gen);
+        Tensor dx = full({l.numel()}, std::nan(""), dt), dw = fill_w.clone(), db = fill_w.clone();
+        cpu::normalize_backward(x, dy, l, st, w, batch_stats, dx, dw, db, kernels::GradWrite::assign);
+        CHECK(allclose(dx, dx_ref, tol, tol));
+        // The parameter gradients are still added to. They sum up to 150000 terms in another order than the
+        // reference, hence the float64 tolerance.
+        const double sum_tol = dt == kFloat64 ? 1e-10 : tol;
+        CHECK(allclose(dw, fill_w + dw_ref, sum_tol, sum_tol));
+        CHECK(allclose(db, fill_w + db_ref, sum_tol, sum_tol));
+      }
+    }
+  }
+}
+
 TEST_CASE("normalize kernels: the result does not depend on the number of threads", "[norm][kernels]") {
   Generator gen(3);
-  const NormLayout l{1, 64, 16, 1, 256, true};
-  const Tensor x = random({l.numel()}, kFloat32, gen), dy = random({l.numel()}, kFloat32, gen);
-  const Tensor w = random({16}, kFloat32, gen), b = random({16}, kFloat32, gen);
-  const NormStats st = stats_for(x, l, 1e-5, false, gen);
-  const int saved_threads = get_num_threads();
-  std::vector<Tensor> ys, dxs;
-  for (int threads : {1, 2}) {
-    set_num_threads(threads);
-    Tensor y = empty_like(x), dx = zeros_like(x), dw = zeros_like(w), db = zeros_like(b);
-    cpu::normalize_forward(x, l, st, w, b, y);
-    cpu::normalize_backward(x, dy, l, st, w, true, dx, dw, db);
-    ys.push_back(y);
-    dxs.push_back(dx);
+  // One group per task, and few groups split into chunks (partial sums combined in a fixed order).
+  for (const NormLayout& l : {NormLayout{1, 64, 16, 1, 256, true}, NormLayout{1, 64, 2, 1, 1024, true},
+                              NormLayout{1, 5000, 10, 1, 1, true}, NormLayout{2, 1, 1, 40000, 1, true}}) {
+    INFO("layout numel " << l.numel() << " groups " << l.num_stat_groups());
+    const Tensor x = random({l.numel()}, kFloat32, gen), dy = random({l.numel()}, kFloat32, gen);
+    const Tensor w = random({l.num_channels()}, kFloat32, gen), b = random({l.num_channels()}, kFloat32, gen);
+    const NormStats st = stats_for(x, l, 1e-5, false, gen);
+    const int saved_threads = get_num_threads();
+    std::vector<Tensor> ys, dxs, means, vars;
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      Tensor y = empty_like(x), dx = zeros_like(x), dw = zeros_like(w), db = zeros_like(b);
+      Tensor m = empty({l.num_stat_groups()}, kFloat64), v = empty_like(m), is = empty_like(m);
+      Tensor y_fused = empty_like(x);
+      cpu::normalize_moments_forward(x, l, 1e-5, w, b, m, v, is, y_fused);
+      cpu::normalize_forward(x, l, st, w, b, y);
+      cpu::normalize_backward(x, dy, l, st, w, true, dx, dw, db);
+      ys.push_back(y);
+      ys.push_back(y_fused);
+      dxs.push_back(dx);
+      means.push_back(m);
+      vars.push_back(v);
+    }
+    set_num_threads(saved_threads);
+    CHECK(test::values(ys[0]) == test::values(ys[2]));
+    CHECK(test::values(ys[1]) == test::values(ys[3]));
+    CHECK(test::values(dxs[0]) == test::values(dxs[1]));
+    CHECK(test::values(means[0]) == test::values(means[1]));
+    CHECK(test::values(vars[0]) == test::values(vars[1]));
   }
-  set_num_threads(saved_threads);
-  CHECK(test::values(ys[0]) == test::values(ys[1]));
-  CHECK(test::values(dxs[0]) == test::values(dxs[1]));
 }
 
 TEST_CASE("normalize kernels: backward adds into pre-filled dx, dweight and dbias", "[norm][kernels]") {
@@ -193,6 +275,29 @@ TEST_CASE("normalize kernels: mean 1e7 with spread 1 in float32 keeps its varian
   for (int i = 0; i < 64; ++i) CHECK(y.to_vector<double>()[i] == Approx((i % 2 == 0 ? 1 : -1) / std::sqrt(1.0 + 1e-5)));
 }
 
+TEST_CASE("normalize kernels: mean 1e7 with spread 1 stays exact in the fused forward and across chunks",
+          "[norm][kernels][numerics]") {
+  // 64 values per channel (one task per group), and 131072 values in one channel (split into chunks whose
+  // partial sums are combined): both shift by the first element, so the variance is exact.
+  for (const NormLayout& l : {NormLayout{1, 64, 1, 1, 1, true}, NormLayout{1, 64, 1, 1, 2048, true}}) {
+    INFO("count " << l.count());
+    std::vector<float> values;
+    for (int64_t i = 0; i < l.numel(); ++i) values.push_back(1e7f + static_cast<float>(i % 2 == 0 ? 1 : -1));
+    const Tensor x = from_vector(values);
+    Tensor m = empty({1}, kFloat64), v = empty({1}, kFloat64), is = empty({1}, kFloat64), y = empty_like(x);
+    kernels::normalize_moments_forward(x, l, 0.0, Tensor(), Tensor(), m, v, is, y);
+    CHECK(m.item() == 1e7);
+    CHECK(v.item() == 1.0);
+    CHECK(is.item() == 1.0);
+    const std::vector<double> ys = y.to_vector<double>();
+    for (int64_t i = 0; i < l.numel(); ++i) CHECK(ys[i] == (i % 2 == 0 ? 1.0 : -1.0));
+    Tensor m2 = empty({1}, kFloat64), v2 = empty({1}, kFloat64);
+    kernels::normalize_moments(x, l, m2, v2);
+    CHECK(m2.item() == 1e7);
+    CHECK(v2.item() == 1.0);
+  }
+}
+
 TEST_CASE("normalize kernels: wrong argument sizes are errors naming the argument", "[norm][kernels][errors]") {
   const NormLayout l{1, 4, 3, 1, 2, true};
   const Tensor x = zeros({l.numel()}, kFloat32);
@@ -205,4 +310,14 @@ TEST_CASE("normalize kernels: wrong argument sizes are errors naming the argumen
                     Catch::Contains("weight") && Catch::Contains("float32"));
   Tensor wrong = empty({5}, kFloat32);
   CHECK_THROWS_WITH(kernels::normalize_forward(wrong, l, st, Tensor(), Tensor(), y), Catch::Contains("[5]"));
+  Tensor m3 = empty({3}, kFloat64), v3 = empty({3}, kFloat64), is3 = empty({2}, kFloat64);
+  CHECK_THROWS_WITH(kernels::normalize_moments_forward(x, l, 1e-5, Tensor(), Tensor(), m3, v3, is3, y),
+                    Catch::Contains("normalize_moments_forward") && Catch::Contains("inv_std") &&
+                        Catch::Contains("3 elements"));
+  is3 = empty({3}, kFloat64);
+  CHECK_THROWS_WITH(kernels::normalize_moments_forward(x, l, -1.0, Tensor(), Tensor(), m3, v3, is3, y),
+                    Catch::Contains("eps"));
+  Tensor y_wrong = empty({7}, kFloat32);
+  CHECK_THROWS_WITH(kernels::normalize_moments_forward(x, l, 1e-5, Tensor(), Tensor(), m3, v3, is3, y_wrong),
+                    Catch::Contains("y") && Catch::Contains("[7]"));
 }
