@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/cpu/cpu_kernels.h"
@@ -214,6 +215,14 @@ void normalize_reference_backward(const Tensor& x, const Tensor& dy, const NormL
 // Loops. The innermost loops run over contiguous elements with `omp simd` reductions (which allow the
 // vectorizer to reorder a double sum); element math is done in double and rounded once.
 
+// The loops convert float32 to double and back, which costs as many instructions as the arithmetic: with
+// 512-bit vectors (where the CPU has them) the sweeps keep up with memory; GCC's default for -march=native
+// on recent Intel CPUs is 256-bit vectors.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC target("prefer-vector-width=512")
+#endif
+
 namespace {
 
 constexpr int64_t kChunkElements = int64_t(1) << 17;      // at most 512 KB of float32 x (and as much dy) per task
@@ -280,36 +289,76 @@ void run_two_sweeps(const Plan& plan, bool parallel, First&& first, Finish&& fin
   }
 }
 
-// Calls f(offset, k, n) for the elements [q0, q1) of statistic group sg in order, cut into segments of n
-// contiguous elements starting at x[offset]. Element q of the group is x[o, p, g, k, s] with
+// Calls f(offset, k, n, ahead) for the elements [q0, q1) of statistic group sg in order, cut into segments of
+// n contiguous elements starting at x[offset]. Element q of the group is x[o, p, g, k, s] with
 // q = (p·K + k)·S + s. When S > 1 a segment lies inside one channel k; when S == 1 it covers the channels
-// k, k + 1, ..., k + n − 1 (LayerNorm: a per-element affine).
+// k, k + 1, ..., k + n − 1 (LayerNorm: a per-element affine). `ahead` is the offset of the same segment a few
+// runs later (about kPrefetchElements further into the group), or −1 when there is none: the runs of a
+// BatchNorm channel are short (S elements) and far apart, too short for the hardware prefetcher to catch up,
+// so the loops ask for them in advance.
+constexpr int64_t kPrefetchElements = 2048;
+
 template <class F>
 void for_each_segment(const NormLayout& l, int64_t sg, int64_t q0, int64_t q1, F&& f) {
   const int64_t G = l.groups, S = l.inner, run = l.channels_per_group * S;
   const int64_t o = sg / G, g = sg % G;
+  const int64_t runs_ahead = std::max<int64_t>(1, kPrefetchElements / std::max<int64_t>(run, 1));
   for (int64_t q = q0; q < q1;) {
     const int64_t p = q / run, j = q % run, base = ((o * l.pooled + p) * G + g) * run;
     const int64_t n = S == 1 ? std::min(q1 - q, run - j) : std::min(q1 - q, S - j % S);
-    f(base + j, S == 1 ? j : j / S, n);
+    const int64_t ahead = p + runs_ahead < l.pooled ? base + j + runs_ahead * G * run : -1;
+    f(base + j, S == 1 ? j : j / S, n, ahead);
     q += n;
   }
 }
 
+// Asks for the cache lines of x[ahead .. ahead + n) (for writing when kWrite).
+template <bool kWrite = false, class T>
+void prefetch(const T* x, int64_t ahead, int64_t n) {
+  if (ahead < 0) return;
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int64_t i = 0; i < n; i += kLine) __builtin_prefetch(x + ahead + i, kWrite ? 1 : 0, 3);
+}
+
 // ---- innermost loops --------------------------------------------------------------------------------------
+
+// s1 += Σ u_i and s2 += Σ v_i over i < n, where (u_i, v_i) = terms(i). Each sum is kept in kLanes independent
+// partials (lane j takes i ≡ j mod kLanes), which the compiler maps onto several vector registers: with a
+// single accumulator every addition waits for the previous one, and the loop runs at a fraction of memory
+// speed. The partials are added in a fixed order, so the result is deterministic.
+constexpr int64_t kLanes = 32;
+
+template <class Terms>
+void add_two_sums(int64_t n, Terms&& terms, double& s1, double& s2) {
+  double a[kLanes] = {}, b[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const auto [u, v] = terms(i + j);
+      a[j] += u;
+      b[j] += v;
+    }
+  for (int64_t j = 0; i + j < n; ++j) {
+    const auto [u, v] = terms(i + j);
+    a[j] += u;
+    b[j] += v;
+  }
+  double total_a = 0, total_b = 0;
+  for (int64_t j = 0; j < kLanes; ++j) total_a += a[j], total_b += b[j];
+  s1 += total_a;
+  s2 += total_b;
+}
 
 // s1 += Σ (x − pivot), s2 += Σ (x − pivot)².
 template <class T>
 void add_shifted_sums(const T* x, int64_t n, double pivot, double& s1, double& s2) {
-  double a = 0, b = 0;
-#pragma omp simd reduction(+ : a, b)
-  for (int64_t i = 0; i < n; ++i) {
-    const double c = static_cast<double>(x[i]) - pivot;
-    a += c;
-    b += c * c;
-  }
-  s1 += a;
-  s2 += b;
+  add_two_sums(
+      n,
+      [&](int64_t i) {
+        const double c = static_cast<double>(x[i]) - pivot;
+        return std::pair{c, c * c};
+      },
+      s1, s2);
 }
 
 // mean and biased var from the shifted sums over M elements (var clamped at 0 against rounding).
@@ -346,35 +395,34 @@ void affine_per_element(const T* x, T* y, int64_t n, double m, double a, double 
 // sdy += Σ dy, sdyx += Σ dy·(x − m).
 template <class T>
 void add_grad_sums(const T* x, const T* dy, int64_t n, double m, double& sdy, double& sdyx) {
-  double a = 0, b = 0;
-#pragma omp simd reduction(+ : a, b)
-  for (int64_t i = 0; i < n; ++i) {
-    const double g = static_cast<double>(dy[i]);
-    a += g;
-    b += g * (static_cast<double>(x[i]) - m);
-  }
-  sdy += a;
-  sdyx += b;
+  add_two_sums(
+      n,
+      [&](int64_t i) {
+        const double g = static_cast<double>(dy[i]);
+        return std::pair{g, g * (static_cast<double>(x[i]) - m)};
+      },
+      sdy, sdyx);
 }
 
-// Per element (S == 1): swdy += Σ w·dy, swdyx += Σ w·dy·(x − m), and, when dw/db are given (float64 partials
-// of the parameter gradients), dw += dy·x_hat with x_hat = (x − m)·r_is + d, db += dy.
+// Per element (S == 1): swdy += Σ w·dy, swdyx += Σ w·dy·(x − m).
 template <class T>
-void add_grad_sums_per_element(const T* x, const T* dy, int64_t n, double m, const T* w, double& swdy,
-                               double& swdyx, double r_is, double d, double* dw, double* db) {
-  double a = 0, b = 0;
-  if (w) {
-#pragma omp simd reduction(+ : a, b)
-    for (int64_t i = 0; i < n; ++i) {
-      const double wg = static_cast<double>(w[i]) * static_cast<double>(dy[i]);
-      a += wg;
-      b += wg * (static_cast<double>(x[i]) - m);
-    }
-  } else {
-    add_grad_sums(x, dy, n, m, a, b);
-  }
-  swdy += a;
-  swdyx += b;
+void add_weighted_grad_sums(const T* x, const T* dy, int64_t n, double m, const T* w, double& swdy,
+                            double& swdyx) {
+  if (!w) return add_grad_sums(x, dy, n, m, swdy, swdyx);
+  add_two_sums(
+      n,
+      [&](int64_t i) {
+        const double wg = static_cast<double>(w[i]) * static_cast<double>(dy[i]);
+        return std::pair{wg, wg * (static_cast<double>(x[i]) - m)};
+      },
+      swdy, swdyx);
+}
+
+// Per element (S == 1), float64 partials of the parameter gradients: dw += dy·x_hat with
+// x_hat = (x − m)·r_is + d, db += dy (either may be null).
+template <class T>
+void add_param_grads_per_element(const T* x, const T* dy, int64_t n, double m, double r_is, double d, double* dw,
+                                 double* db) {
   if (dw) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i)
@@ -406,6 +454,26 @@ void dx_affine_per_element(const T* x, const T* dy, T* dx, int64_t n, double m, 
     const double g = static_cast<double>(w[i]) * wr_is * static_cast<double>(dy[i]) +
                      (static_cast<double>(x[i]) - m) * slope + offset;
     dx[i] = static_cast<T>(kAdd ? static_cast<double>(dx[i]) + g : g);
+  }
+}
+
+// The second sweep of LayerNorm's backward: dx as dx_affine_per_element and the parameter partials as
+// add_param_grads_per_element, in one loop when everything is wanted (x and dy are then read once, from L2).
+template <bool kAdd, class T>
+void dx_and_param_grads_per_element(const T* x, const T* dy, T* dx, int64_t n, double m, const T* w, double r_is,
+                                    double slope, double offset, double d, double* dw, double* db) {
+  if (!(dx && w && dw && db)) {
+    if (dx) dx_affine_per_element<kAdd>(x, dy, dx, n, m, w, r_is, slope, offset);
+    add_param_grads_per_element(x, dy, n, m, r_is, d, dw, db);
+    return;
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = static_cast<double>(dy[i]), centered = static_cast<double>(x[i]) - m;
+    const double grad = static_cast<double>(w[i]) * r_is * g + centered * slope + offset;
+    dx[i] = static_cast<T>(kAdd ? static_cast<double>(dx[i]) + grad : grad);
+    dw[i] += g * (centered * r_is + d);
+    db[i] += g;
   }
 }
 
@@ -534,7 +602,10 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
     const double pivot = pivot_of(sg);
     s1 = 0, s2 = 0;
     for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk),
-                     [&](int64_t at, int64_t, int64_t n) { add_shifted_sums(job.x + at, n, pivot, s1, s2); });
+                     [&](int64_t at, int64_t, int64_t n, int64_t ahead) {
+                       prefetch(job.x, ahead, n);
+                       add_shifted_sums(job.x + at, n, pivot, s1, s2);
+                     });
   };
   auto first = [&](int64_t sg, int64_t chunk) {
     if (!job.find_moments || plan.chunks == 1) return;
@@ -558,8 +629,9 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
     if (!job.y) return;
     const int64_t g = sg % G;
     const double m = job.mean[sg], r_is = (job.r ? job.r[sg] : 1.0) * job.inv_std[sg], d = job.d ? job.d[sg] : 0.0;
-    for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
+    for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n, int64_t ahead) {
       const int64_t c = g * K + k;
+      prefetch<true>(job.y, ahead, n);
       if (l.inner == 1) {
         affine_per_element(job.x + at, job.y + at, n, m, r_is, d, job.w ? job.w + c : nullptr,
                            job.b ? job.b + c : nullptr);
@@ -688,22 +760,28 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
     };
     run_two_sweeps(plan, parallel, first, finish, second);
   } else {
+    // This thread's parameter partials (K > 1), or null.
+    auto thread_partials = [&]() {
+      const int t = thread_params ? omp_get_thread_num() : 0;
+      return std::pair{thread_dw ? thread_dw + t * C : nullptr, thread_db ? thread_db + t * C : nullptr};
+    };
     // One task's sums for group sg: (Σdy, Σdy·(x − m)) with K == 1, (Σ w·dy, Σ w·dy·(x − m)) with K > 1; the
     // per-thread parameter partials are added to on the way.
     auto sums = [&](int64_t sg, int64_t chunk, double& a, double& b) {
       const int64_t g = sg % G;
       const double m = mean[sg], r_is = r_of(sg) * inv_std[sg], d = d_of(sg);
-      const int t = thread_params ? omp_get_thread_num() : 0;
-      double* dw = thread_dw ? thread_dw + t * C : nullptr;
-      double* db = thread_db ? thread_db + t * C : nullptr;
+      const auto [dw, db] = thread_partials();
       a = 0, b = 0;
-      for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
+      for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n, int64_t ahead) {
         const int64_t c = g * K + k;
+        prefetch(px, ahead, n);
+        prefetch(pdy, ahead, n);
         if (K == 1) {
           add_grad_sums(px + at, pdy + at, n, m, a, b);
         } else if (l.inner == 1) {
-          add_grad_sums_per_element(px + at, pdy + at, n, m, pw ? pw + c : nullptr, a, b, r_is, d,
-                                    dw ? dw + c : nullptr, db ? db + c : nullptr);
+          // The parameter partials are added in the second sweep, with dx (when there is no dx, here).
+          add_weighted_grad_sums(px + at, pdy + at, n, m, pw ? pw + c : nullptr, a, b);
+          if (!pdx) add_param_grads_per_element(px + at, pdy + at, n, m, r_is, d, dw ? dw + c : nullptr, db ? db + c : nullptr);
         } else {
           double sdy = 0, sdyx = 0;
           add_grad_sums(px + at, pdy + at, n, m, sdy, sdyx);
@@ -737,12 +815,15 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
     auto second = [&](int64_t sg, int64_t chunk) {
       if (!pdx) return;
       const int64_t g = sg % G;
-      const double m = mean[sg], r_is = r_of(sg) * inv_std[sg];
+      const double m = mean[sg], r_is = r_of(sg) * inv_std[sg], d = d_of(sg);
       const double slope = need_sums ? coefficients[sg * 2] : 0.0, offset = need_sums ? coefficients[sg * 2 + 1] : 0.0;
-      for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
+      const auto [dw, db] = thread_partials();
+      for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n, int64_t ahead) {
         const int64_t c = g * K + k;
+        prefetch<true>(pdx, ahead, n);
         if (l.inner == 1 && K > 1) {
-          dx_affine_per_element<kAdd>(px + at, pdy + at, pdx + at, n, m, pw ? pw + c : nullptr, r_is, slope, offset);
+          dx_and_param_grads_per_element<kAdd>(px + at, pdy + at, pdx + at, n, m, pw ? pw + c : nullptr, r_is, slope,
+                                               offset, d, dw ? dw + c : nullptr, db ? db + c : nullptr);
         } else {
           dx_affine<kAdd>(px + at, pdy + at, pdx + at, n, m, weight_of(c) * r_is, slope, offset);
         }
@@ -839,5 +920,9 @@ void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& l, 
     else run(std::false_type{});
   });
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 }  // namespace nl::cpu
