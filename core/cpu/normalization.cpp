@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -302,13 +303,23 @@ template <class F>
 void for_each_segment(const NormLayout& l, int64_t sg, int64_t q0, int64_t q1, F&& f) {
   const int64_t G = l.groups, S = l.inner, run = l.channels_per_group * S;
   const int64_t o = sg / G, g = sg % G;
-  const int64_t runs_ahead = std::max<int64_t>(1, kPrefetchElements / std::max<int64_t>(run, 1));
+  if (q0 >= q1) return;
+  const int64_t runs_ahead = std::max<int64_t>(1, kPrefetchElements / run);
+  // Position of q as (run p, channel k, position s), advanced without divisions (segments can be short).
+  int64_t p = q0 / run, k = (q0 % run) / S, s = q0 % S;
   for (int64_t q = q0; q < q1;) {
-    const int64_t p = q / run, j = q % run, base = ((o * l.pooled + p) * G + g) * run;
-    const int64_t n = S == 1 ? std::min(q1 - q, run - j) : std::min(q1 - q, S - j % S);
+    const int64_t base = ((o * l.pooled + p) * G + g) * run, j = k * S + s;
+    const int64_t n = S == 1 ? std::min(q1 - q, run - j) : std::min(q1 - q, S - s);
     const int64_t ahead = p + runs_ahead < l.pooled ? base + j + runs_ahead * G * run : -1;
-    f(base + j, S == 1 ? j : j / S, n, ahead);
+    f(base + j, S == 1 ? j : k, n, ahead);
     q += n;
+    if (S == 1) {
+      k += n;
+    } else {
+      s += n;
+      if (s == S) s = 0, ++k;
+    }
+    if (k == l.channels_per_group) k = 0, ++p;
   }
 }
 
@@ -322,43 +333,45 @@ void prefetch(const T* x, int64_t ahead, int64_t n) {
 
 // ---- innermost loops --------------------------------------------------------------------------------------
 
-// s1 += Σ u_i and s2 += Σ v_i over i < n, where (u_i, v_i) = terms(i). Each sum is kept in kLanes independent
-// partials (lane j takes i ≡ j mod kLanes), which the compiler maps onto several vector registers: with a
-// single accumulator every addition waits for the previous one, and the loop runs at a fraction of memory
-// speed. The partials are added in a fixed order, so the result is deterministic.
+// Two running sums, each kept in kLanes independent partials: add(n, terms) adds u_i to the first and v_i to
+// the second for i < n, (u_i, v_i) = terms(i), term i going to lane i mod kLanes. The compiler maps the lanes
+// onto several vector registers; with a single accumulator every addition would wait for the previous one
+// and the loop would run at a fraction of memory speed. The lanes are added up once, at the end of a task
+// (total()), in a fixed order, so the result is deterministic.
 constexpr int64_t kLanes = 32;
 
-template <class Terms>
-void add_two_sums(int64_t n, Terms&& terms, double& s1, double& s2) {
+struct LaneSums {
   double a[kLanes] = {}, b[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int64_t j = 0; j < kLanes; ++j) {
+
+  template <class Terms>
+  void add(int64_t n, Terms&& terms) {
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+      for (int64_t j = 0; j < kLanes; ++j) {
+        const auto [u, v] = terms(i + j);
+        a[j] += u;
+        b[j] += v;
+      }
+    for (int64_t j = 0; i + j < n; ++j) {
       const auto [u, v] = terms(i + j);
       a[j] += u;
       b[j] += v;
     }
-  for (int64_t j = 0; i + j < n; ++j) {
-    const auto [u, v] = terms(i + j);
-    a[j] += u;
-    b[j] += v;
   }
-  double total_a = 0, total_b = 0;
-  for (int64_t j = 0; j < kLanes; ++j) total_a += a[j], total_b += b[j];
-  s1 += total_a;
-  s2 += total_b;
-}
+  std::pair<double, double> total() const {
+    double total_a = 0, total_b = 0;
+    for (int64_t j = 0; j < kLanes; ++j) total_a += a[j], total_b += b[j];
+    return {total_a, total_b};
+  }
+};
 
-// s1 += Σ (x − pivot), s2 += Σ (x − pivot)².
+// Σ (x − pivot) and Σ (x − pivot)².
 template <class T>
-void add_shifted_sums(const T* x, int64_t n, double pivot, double& s1, double& s2) {
-  add_two_sums(
-      n,
-      [&](int64_t i) {
-        const double c = static_cast<double>(x[i]) - pivot;
-        return std::pair{c, c * c};
-      },
-      s1, s2);
+void add_shifted_sums(const T* x, int64_t n, double pivot, LaneSums& sums) {
+  sums.add(n, [&](int64_t i) {
+    const double c = static_cast<double>(x[i]) - pivot;
+    return std::pair{c, c * c};
+  });
 }
 
 // mean and biased var from the shifted sums over M elements (var clamped at 0 against rounding).
@@ -392,30 +405,23 @@ void affine_per_element(const T* x, T* y, int64_t n, double m, double a, double 
   }
 }
 
-// sdy += Σ dy, sdyx += Σ dy·(x − m).
+// Σ dy and Σ dy·(x − m).
 template <class T>
-void add_grad_sums(const T* x, const T* dy, int64_t n, double m, double& sdy, double& sdyx) {
-  add_two_sums(
-      n,
-      [&](int64_t i) {
-        const double g = static_cast<double>(dy[i]);
-        return std::pair{g, g * (static_cast<double>(x[i]) - m)};
-      },
-      sdy, sdyx);
+void add_grad_sums(const T* x, const T* dy, int64_t n, double m, LaneSums& sums) {
+  sums.add(n, [&](int64_t i) {
+    const double g = static_cast<double>(dy[i]);
+    return std::pair{g, g * (static_cast<double>(x[i]) - m)};
+  });
 }
 
-// Per element (S == 1): swdy += Σ w·dy, swdyx += Σ w·dy·(x − m).
+// Per element (S == 1): Σ w·dy and Σ w·dy·(x − m).
 template <class T>
-void add_weighted_grad_sums(const T* x, const T* dy, int64_t n, double m, const T* w, double& swdy,
-                            double& swdyx) {
-  if (!w) return add_grad_sums(x, dy, n, m, swdy, swdyx);
-  add_two_sums(
-      n,
-      [&](int64_t i) {
-        const double wg = static_cast<double>(w[i]) * static_cast<double>(dy[i]);
-        return std::pair{wg, wg * (static_cast<double>(x[i]) - m)};
-      },
-      swdy, swdyx);
+void add_weighted_grad_sums(const T* x, const T* dy, int64_t n, double m, const T* w, LaneSums& sums) {
+  if (!w) return add_grad_sums(x, dy, n, m, sums);
+  sums.add(n, [&](int64_t i) {
+    const double wg = static_cast<double>(w[i]) * static_cast<double>(dy[i]);
+    return std::pair{wg, wg * (static_cast<double>(x[i]) - m)};
+  });
 }
 
 // Per element (S == 1), float64 partials of the parameter gradients: dw += dy·x_hat with
@@ -600,12 +606,13 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
   };
   auto sums = [&](int64_t sg, int64_t chunk, double& s1, double& s2) {
     const double pivot = pivot_of(sg);
-    s1 = 0, s2 = 0;
+    LaneSums lanes;
     for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk),
                      [&](int64_t at, int64_t, int64_t n, int64_t ahead) {
                        prefetch(job.x, ahead, n);
-                       add_shifted_sums(job.x + at, n, pivot, s1, s2);
+                       add_shifted_sums(job.x + at, n, pivot, lanes);
                      });
+    std::tie(s1, s2) = lanes.total();
   };
   auto first = [&](int64_t sg, int64_t chunk) {
     if (!job.find_moments || plan.chunks == 1) return;
@@ -771,26 +778,32 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       const int64_t g = sg % G;
       const double m = mean[sg], r_is = r_of(sg) * inv_std[sg], d = d_of(sg);
       const auto [dw, db] = thread_partials();
+      LaneSums lanes;
       a = 0, b = 0;
       for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n, int64_t ahead) {
         const int64_t c = g * K + k;
         prefetch(px, ahead, n);
         prefetch(pdy, ahead, n);
         if (K == 1) {
-          add_grad_sums(px + at, pdy + at, n, m, a, b);
+          add_grad_sums(px + at, pdy + at, n, m, lanes);
         } else if (l.inner == 1) {
           // The parameter partials are added in the second sweep, with dx (when there is no dx, here).
-          add_weighted_grad_sums(px + at, pdy + at, n, m, pw ? pw + c : nullptr, a, b);
+          add_weighted_grad_sums(px + at, pdy + at, n, m, pw ? pw + c : nullptr, lanes);
           if (!pdx) add_param_grads_per_element(px + at, pdy + at, n, m, r_is, d, dw ? dw + c : nullptr, db ? db + c : nullptr);
         } else {
-          double sdy = 0, sdyx = 0;
-          add_grad_sums(px + at, pdy + at, n, m, sdy, sdyx);
+          // A segment is one channel's run: its own sums give the channel's parameter partials.
+          LaneSums segment;
+          add_grad_sums(px + at, pdy + at, n, m, segment);
+          const auto [sdy, sdyx] = segment.total();
           a += weight_of(c) * sdy;
           b += weight_of(c) * sdyx;
           if (dw) dw[c] += r_is * sdyx + d * sdy;
           if (db) db[c] += sdy;
         }
       });
+      const auto [lane_a, lane_b] = lanes.total();
+      a += lane_a;
+      b += lane_b;
     };
     auto first = [&](int64_t sg, int64_t chunk) {
       if (!need_sums || plan.chunks == 1) return;
