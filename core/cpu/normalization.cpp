@@ -847,6 +847,7 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
 
   if (!want_params) return;
   if (thread_params) {
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t c = 0; c < C; ++c) {
       double acc_w = 0, acc_b = 0;
       for (int t = 0; t < threads; ++t) {
