@@ -290,28 +290,21 @@ void run_two_sweeps(const Plan& plan, bool parallel, First&& first, Finish&& fin
   }
 }
 
-// Calls f(offset, k, n, ahead) for the elements [q0, q1) of statistic group sg in order, cut into segments of
-// n contiguous elements starting at x[offset]. Element q of the group is x[o, p, g, k, s] with
+// Calls f(offset, k, n) for the elements [q0, q1) of statistic group sg in order, cut into segments of n
+// contiguous elements starting at x[offset]. Element q of the group is x[o, p, g, k, s] with
 // q = (p·K + k)·S + s. When S > 1 a segment lies inside one channel k; when S == 1 it covers the channels
-// k, k + 1, ..., k + n − 1 (LayerNorm: a per-element affine). `ahead` is the offset of the same segment a few
-// runs later (about kPrefetchElements further into the group), or −1 when there is none: the runs of a
-// BatchNorm channel are short (S elements) and far apart, too short for the hardware prefetcher to catch up,
-// so the loops ask for them in advance.
-constexpr int64_t kPrefetchElements = 2048;
-
+// k, k + 1, ..., k + n − 1 (LayerNorm: a per-element affine).
 template <class F>
 void for_each_segment(const NormLayout& l, int64_t sg, int64_t q0, int64_t q1, F&& f) {
   const int64_t G = l.groups, S = l.inner, run = l.channels_per_group * S;
   const int64_t o = sg / G, g = sg % G;
   if (q0 >= q1) return;
-  const int64_t runs_ahead = std::max<int64_t>(1, kPrefetchElements / run);
   // Position of q as (run p, channel k, position s), advanced without divisions (segments can be short).
   int64_t p = q0 / run, k = (q0 % run) / S, s = q0 % S;
   for (int64_t q = q0; q < q1;) {
     const int64_t base = ((o * l.pooled + p) * G + g) * run, j = k * S + s;
     const int64_t n = S == 1 ? std::min(q1 - q, run - j) : std::min(q1 - q, S - s);
-    const int64_t ahead = p + runs_ahead < l.pooled ? base + j + runs_ahead * G * run : -1;
-    f(base + j, S == 1 ? j : k, n, ahead);
+    f(base + j, S == 1 ? j : k, n);
     q += n;
     if (S == 1) {
       k += n;
@@ -321,14 +314,6 @@ void for_each_segment(const NormLayout& l, int64_t sg, int64_t q0, int64_t q1, F
     }
     if (k == l.channels_per_group) k = 0, ++p;
   }
-}
-
-// Asks for the cache lines of x[ahead .. ahead + n) (for writing when kWrite).
-template <bool kWrite = false, class T>
-void prefetch(const T* x, int64_t ahead, int64_t n) {
-  if (ahead < 0) return;
-  constexpr int64_t kLine = 64 / sizeof(T);
-  for (int64_t i = 0; i < n; i += kLine) __builtin_prefetch(x + ahead + i, kWrite ? 1 : 0, 3);
 }
 
 // ---- innermost loops --------------------------------------------------------------------------------------
@@ -608,8 +593,7 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
     const double pivot = pivot_of(sg);
     LaneSums lanes;
     for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk),
-                     [&](int64_t at, int64_t, int64_t n, int64_t ahead) {
-                       prefetch(job.x, ahead, n);
+                     [&](int64_t at, int64_t, int64_t n) {
                        add_shifted_sums(job.x + at, n, pivot, lanes);
                      });
     std::tie(s1, s2) = lanes.total();
@@ -636,9 +620,8 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
     if (!job.y) return;
     const int64_t g = sg % G;
     const double m = job.mean[sg], r_is = (job.r ? job.r[sg] : 1.0) * job.inv_std[sg], d = job.d ? job.d[sg] : 0.0;
-    for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n, int64_t ahead) {
+    for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
       const int64_t c = g * K + k;
-      prefetch<true>(job.y, ahead, n);
       if (l.inner == 1) {
         affine_per_element(job.x + at, job.y + at, n, m, r_is, d, job.w ? job.w + c : nullptr,
                            job.b ? job.b + c : nullptr);
@@ -780,10 +763,8 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       const auto [dw, db] = thread_partials();
       LaneSums lanes;
       a = 0, b = 0;
-      for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n, int64_t ahead) {
+      for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
         const int64_t c = g * K + k;
-        prefetch(px, ahead, n);
-        prefetch(pdy, ahead, n);
         if (K == 1) {
           add_grad_sums(px + at, pdy + at, n, m, lanes);
         } else if (l.inner == 1) {
@@ -831,9 +812,8 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       const double m = mean[sg], r_is = r_of(sg) * inv_std[sg], d = d_of(sg);
       const double slope = need_sums ? coefficients[sg * 2] : 0.0, offset = need_sums ? coefficients[sg * 2 + 1] : 0.0;
       const auto [dw, db] = thread_partials();
-      for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n, int64_t ahead) {
+      for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
         const int64_t c = g * K + k;
-        prefetch<true>(pdx, ahead, n);
         if (l.inner == 1 && K > 1) {
           dx_and_param_grads_per_element<kAdd>(px + at, pdy + at, pdx + at, n, m, pw ? pw + c : nullptr, r_is, slope,
                                                offset, d, dw ? dw + c : nullptr, db ? db + c : nullptr);
