@@ -99,6 +99,16 @@ void col2im(const Tensor& col, const Conv2dGeometry& geo, int64_t n0, int64_t co
   if (col.device() == Device::CPU) return cpu::col2im(col, geo, n0, count, dx);
   no_backend("col2im", col.device());
 }
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dGeometry& geo,
+                    int64_t groups, Tensor& y) {
+  if (x.device() == Device::CPU) return cpu::conv2d_forward(x, w, bias, geo, groups, y);
+  no_backend("conv2d_forward", x.device());
+}
+void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo, int64_t groups,
+                     Tensor& dx, Tensor& dw) {
+  if (x.device() == Device::CPU) return cpu::conv2d_backward(x, w, dy, geo, groups, dx, dw);
+  no_backend("conv2d_backward", x.device());
+}
 void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax) {
   if (x.device() == Device::CPU) return cpu::max_pool2d(x, geo, out, argmax);
   no_backend("max_pool2d", x.device());

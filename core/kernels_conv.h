@@ -12,6 +12,11 @@
 // block [g·(C/groups)·kh·kw, (g+1)·(C/groups)·kh·kw), which is what grouped convolution needs.
 // col2im is its adjoint: every col entry is added back to the x position it was read from.
 //
+// conv2d_forward / conv2d_backward are the whole convolution as one GEMM per sample (and group), with the
+// sample's columns unrolled into a per-thread buffer; the result lands straight in (N, OC, OH, OW):
+//   y[n] = W · col_n (+ b),   dW += Σ_n dY[n] · col_nᵀ,   dx[n] += col2im(Wᵀ · dY[n])
+// (W viewed as (OC, C/groups·kh·kw), each group g using its rows of W and of col_n).
+//
 // Pooling over kh×kw windows with stride and padding (padded cells are −∞ for max; for average they count as
 // zeros in the divisor or are left out of it, as PyTorch's count_include_pad):
 //   max:  y[n,c,oh,ow] = max over the window of x; argmax saves the flat index ih·W + iw of the maximum
@@ -56,6 +61,13 @@ inline int64_t sliding_output_size(int64_t in, int64_t kernel, int64_t stride, i
 void im2col(const Tensor& x, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& col);
 // dx[n0 .. n0+count) += the adjoint of im2col applied to col.
 void col2im(const Tensor& col, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& dx);
+
+// x: (N, C, H, W), w: (OC, C/groups, kh, kw), bias: (OC) or undefined; y: (N, OC, OH, OW), overwritten.
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dGeometry& geo,
+                    int64_t groups, Tensor& y);
+// dy: (N, OC, OH, OW). dx += ∂L/∂x and dw += ∂L/∂W; an undefined dx or dw is not computed.
+void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo, int64_t groups,
+                     Tensor& dx, Tensor& dw);
 
 // out, argmax: (N, C, OH, OW); argmax is int64.
 void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax);

@@ -7,6 +7,7 @@
 #include "core/kernels.h"
 #include "core/kernels_conv.h"
 #include "core/ops.h"
+#include "core/threads.h"
 #include "layers/init.h"
 
 namespace nl {
@@ -55,6 +56,16 @@ int64_t chunk_size(const Conv2dGeometry& g) {
   return std::clamp<int64_t>(kConvColumnBudget / std::max<int64_t>(per_sample, 1), 1, std::max<int64_t>(g.batch, 1));
 }
 
+// Per-sample GEMMs (kernels::conv2d_forward/backward) keep every thread busy on its own samples and write
+// straight into the (N, OC, OH, OW) layout; they pay off once each thread has a few samples and a sample's
+// columns fit the buffer budget. Otherwise (a batch smaller than two per thread, huge images) the chunked
+// path below runs one batched GEMM per chunk with the threads inside OpenBLAS.
+bool use_per_sample_gemms(const Conv2dGeometry& g) {
+  const int64_t threads = get_num_threads();
+  const int64_t per_sample = g.channels * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
+  return g.batch >= 2 * threads && threads * per_sample <= kConvColumnBudget;
+}
+
 // The chunk's slice of an (N, OC, OH, OW) tensor, as an (OC, count, L) view matching a GEMM result.
 Tensor chunk_as_columns(const Tensor& y, int64_t n0, int64_t count) {
   return y.narrow(0, n0, count).reshape({count, y.size(1), y.size(2) * y.size(3)}).permute({1, 0, 2});
@@ -74,7 +85,11 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias, int64_
     w = w_in.contiguous();
   }
   Tensor out = empty({geo.batch, OC, geo.out_h, geo.out_w}, x.dtype(), x.device());
-  {
+  const bool per_sample = use_per_sample_gemms(geo);
+  if (per_sample) {
+    NoGradGuard no_record;
+    kernels::conv2d_forward(x, w, bias, geo, groups, out);
+  } else {
     NoGradGuard no_record;
     for (int64_t n0 = 0; n0 < geo.batch; n0 += chunk) {
       const int64_t count = std::min(chunk, geo.batch - n0), cols = count * L;
@@ -97,7 +112,8 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias, int64_
     const Tensor gy = g_in.contiguous();
     Tensor dx = gx ? zeros(x.shape(), x.dtype()) : Tensor();
     Tensor dw = gw ? zeros(w.shape(), w.dtype()) : Tensor();
-    for (int64_t n0 = 0; n0 < geo.batch; n0 += chunk) {
+    if (per_sample) kernels::conv2d_backward(x, w, gy, geo, groups, dx, dw);
+    for (int64_t n0 = 0; !per_sample && n0 < geo.batch; n0 += chunk) {
       const int64_t count = std::min(chunk, geo.batch - n0), cols = count * L;
       // dY of the chunk in the GEMM's (OC, count·L) layout.
       Tensor dy = empty({OC, count, L}, gy.dtype(), gy.device());

@@ -9,9 +9,13 @@
 //   forward:  Y_g  = W_g · col_g                      (OC/groups, n·OH·OW)
 //   backward: dW_g += dY_g · col_gᵀ                  dcol_g = W_gᵀ · dY_g,  dx += col2im(dcol)
 //             db   += Σ_{n, oh, ow} dY
-// Each product is one OpenBLAS GEMM over the whole chunk; the chunk holds as many samples as fit in a
-// bounded col buffer (kConvColumnBudget elements), so the GEMMs stay large without the buffer growing with
-// the batch. Nothing is saved for the backward but x and W: col is recomputed, as PyTorch does.
+// Two ways to run the products (layers/conv.cpp picks one):
+//  - per sample (batches of at least two samples per thread): each thread unrolls one sample at a time into
+//    its own col buffer and runs single-threaded GEMMs straight into that sample's (OC, OH·OW) block of y
+//    (kernels::conv2d_forward/backward): no layout copies, and col stays in cache between im2col and GEMM.
+//  - chunked (small batches, huge images): one multithreaded OpenBLAS GEMM over a chunk of samples, the chunk
+//    holding as many as fit in a bounded col buffer (kConvColumnBudget elements).
+// Nothing is saved for the backward but x and W: col is recomputed, as PyTorch does.
 //
 // Weight standardization (Qiao et al. 2019), per output channel over (C/groups, kh, kw):
 //   Ŵ = (W − mean(W)) / √(var(W) + eps),   var biased

@@ -4,7 +4,9 @@
 
 #include "autograd/engine.h"
 #include "autograd/gradcheck.h"
+#include "core/cpu/cpu_conv.h"
 #include "core/kernels_conv.h"
+#include "core/threads.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "layers/conv.h"
@@ -40,6 +42,37 @@ const std::vector<ConvCase> kConvCases = {
     {"1x1, stride 2", {2, 4, 5, 5}, {3, 4, 1, 1}, 2, 0, 1, 1, true},
     {"rectangular 2x3 kernel, stride 3, padding 1", {1, 2, 7, 8}, {2, 2, 2, 3}, 3, 1, 1, 1, false},
 };
+
+// kConvCases plus the shapes the fast paths single out: one input channel, padding wider than the kernel's
+// reach, a one-pixel-wide input (every shifted column wraps), 5x5 same padding, odd sizes, a batch of 5
+// (odd, so not a multiple of the thread count).
+std::vector<ConvCase> kernel_cases() {
+  std::vector<ConvCase> cases = kConvCases;
+  cases.push_back({"1 input channel, 3x3 same padding, 7x5", {5, 1, 7, 5}, {4, 1, 3, 3}, 1, 1, 1, 1, false});
+  cases.push_back({"3x3 stride 1 padding 2 (output larger than input)", {3, 2, 5, 6}, {3, 2, 3, 3}, 1, 2, 1, 1, true});
+  cases.push_back({"one-pixel-wide input", {3, 2, 4, 1}, {2, 2, 3, 3}, 1, 1, 1, 1, true});
+  cases.push_back({"5x5 same padding, batch 5", {5, 3, 6, 7}, {2, 3, 5, 5}, 1, 2, 1, 1, true});
+  cases.push_back({"3x3 stride 2 padding 0, odd 9x7", {3, 2, 9, 7}, {3, 2, 3, 3}, 2, 0, 1, 1, false});
+  return cases;
+}
+
+kernels::Conv2dGeometry geometry_of(const ConvCase& c) {
+  kernels::Conv2dGeometry g;
+  g.batch = c.x[0], g.channels = c.x[1], g.height = c.x[2], g.width = c.x[3];
+  g.kernel_h = c.w[2], g.kernel_w = c.w[3];
+  g.stride_h = g.stride_w = c.stride;
+  g.pad_h = g.pad_w = c.padding;
+  g.dilation_h = g.dilation_w = c.dilation;
+  g.out_h = kernels::sliding_output_size(g.height, g.kernel_h, c.stride, c.padding, c.dilation);
+  g.out_w = kernels::sliding_output_size(g.width, g.kernel_w, c.stride, c.padding, c.dilation);
+  return g;
+}
+
+// The same case with a batch of `n`.
+ConvCase with_batch(ConvCase c, int64_t n) {
+  c.x[0] = n;
+  return c;
+}
 
 }  // namespace
 
@@ -218,4 +251,87 @@ TEST_CASE("conv2d and Linear handle an empty batch", "[layers][conv][linear]") {
   CHECK(x.grad().shape() == Shape{0, 3, 8, 8});
   CHECK(max(abs(conv.weight.grad())).item() == 0.0);
   CHECK(Linear(5, 2)(zeros({0, 5})).shape() == Shape{0, 2});
+}
+
+TEST_CASE("im2col and col2im (row-run and shifted-plane paths) equal the plain-loop reference", "[layers][conv][kernels]") {
+  for (const ConvCase& c : kernel_cases()) {
+    for (DType dtype : {kFloat64, kFloat32}) {
+      DYNAMIC_SECTION(c.name << ", " << dtype_name(dtype)) {
+        const kernels::Conv2dGeometry g = geometry_of(c);
+        // A chunk that starts after sample 0 when there is more than one sample.
+        const int64_t n0 = g.batch > 1 ? 1 : 0, count = g.batch - n0;
+        const int64_t rows = g.channels * g.kernel_h * g.kernel_w, cols = count * g.out_h * g.out_w;
+        const Tensor x = rnd(c.x, 80, dtype);
+        Tensor col = full({rows, cols}, 7.0, dtype), col_ref = full({rows, cols}, -7.0, dtype);
+        kernels::im2col(x, g, n0, count, col);
+        cpu::im2col_reference(x, g, n0, count, col_ref);
+        CHECK(allclose(col, col_ref, 0, 0));
+        // col2im adds into a pre-filled dx, in the same order as the reference: equal to the last bit.
+        const Tensor dcol = rnd({rows, cols}, 81, dtype), prefill = rnd(c.x, 82, dtype);
+        Tensor dx = prefill.clone(), dx_ref = prefill.clone();
+        kernels::col2im(dcol, g, n0, count, dx);
+        cpu::col2im_reference(dcol, g, n0, count, dx_ref);
+        CHECK(allclose(dx, dx_ref, 0, 0));
+        CHECK(allclose(dx.narrow(0, 0, n0), prefill.narrow(0, 0, n0), 0, 0));  // outside the chunk: untouched
+      }
+    }
+  }
+}
+
+TEST_CASE("per-sample GEMM kernels: forward equals the direct convolution, backward adds the direct gradients",
+          "[layers][conv][kernels]") {
+  for (const ConvCase& base : kernel_cases()) {
+    const ConvCase c = with_batch(base, base.x[0] == 1 ? 3 : base.x[0]);
+    for (DType dtype : {kFloat64, kFloat32}) {
+      DYNAMIC_SECTION(c.name << ", " << dtype_name(dtype)) {
+        const double tol = dtype == kFloat64 ? 1e-12 : 1e-4;
+        const kernels::Conv2dGeometry g = geometry_of(c);
+        const Tensor x = rnd(c.x, 90), w = rnd(c.w, 91), b = c.bias ? rnd({c.w[0]}, 92) : Tensor();
+        const Tensor y_ref = reference::naive_conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups);
+        Tensor y = full(y_ref.shape(), 3.0, dtype);
+        kernels::conv2d_forward(x.to(dtype), w.to(dtype), c.bias ? b.to(dtype) : Tensor(), g, c.groups, y);
+        CHECK(allclose(y, y_ref.to(dtype), tol, tol));
+
+        const Tensor dy = rnd(y_ref.shape(), 93);
+        const std::vector<Tensor> ref = reference::naive_conv2d_backward(x, w, dy, c.stride, c.padding, c.dilation, c.groups);
+        const Tensor dx0 = rnd(c.x, 94), dw0 = rnd(c.w, 95);  // pre-filled: the kernel must add
+        Tensor dx = dx0.to(dtype).clone(), dw = dw0.to(dtype).clone(), none;  // .to(same dtype) aliases
+        kernels::conv2d_backward(x.to(dtype), w.to(dtype), dy.to(dtype), g, c.groups, dx, dw);
+        CHECK(allclose(dx, add(dx0, ref[0]).to(dtype), tol, tol));
+        CHECK(allclose(dw, add(dw0, ref[1]).to(dtype), tol, tol));
+        // Either gradient alone.
+        Tensor dx_only = dx0.to(dtype).clone(), dw_only = dw0.to(dtype).clone();
+        kernels::conv2d_backward(x.to(dtype), w.to(dtype), dy.to(dtype), g, c.groups, dx_only, none);
+        kernels::conv2d_backward(x.to(dtype), w.to(dtype), dy.to(dtype), g, c.groups, none, dw_only);
+        CHECK(allclose(dx_only, dx, 0, 0));
+        CHECK(allclose(dw_only, dw, 0, 0));
+      }
+    }
+  }
+}
+
+TEST_CASE("conv2d takes both paths (chunked batched GEMMs, per-sample GEMMs) and both match the reference",
+          "[layers][conv][gradcheck]") {
+  // A batch of 1 always takes the chunked path; 2·threads + 1 samples always take the per-sample one.
+  const int64_t large = 2 * get_num_threads() + 1;
+  for (const ConvCase& base : kConvCases) {
+    for (int64_t n : {int64_t{1}, large}) {
+      const ConvCase c = with_batch(base, n);
+      DYNAMIC_SECTION(c.name << ", batch " << n) {
+        const Tensor x = rnd(c.x, 100), w = rnd(c.w, 101), b = c.bias ? rnd({c.w[0]}, 102) : Tensor();
+        CHECK(allclose(conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups),
+                       reference::naive_conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups), 1e-12, 1e-12));
+        const Tensor u = rnd(conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups).shape(), 103);
+        const Tensor xg = x.clone().requires_grad_(), wg = w.clone().requires_grad_();
+        conv2d(xg, wg, b, c.stride, c.padding, c.dilation, c.groups).backward(u);
+        const std::vector<Tensor> ref = reference::naive_conv2d_backward(x, w, u, c.stride, c.padding, c.dilation, c.groups);
+        CHECK(allclose(xg.grad(), ref[0], 1e-12, 1e-12));
+        CHECK(allclose(wg.grad(), ref[1], 1e-12, 1e-12));
+      }
+    }
+  }
+  SECTION("gradcheck through the per-sample path") {
+    auto f = [](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], 1, 1); };
+    CHECK(gradcheck(f, {leaf({large, 2, 4, 3}, 104), leaf({3, 2, 3, 3}, 105), leaf({3}, 106)}, {}, "conv2d per-sample"));
+  }
 }

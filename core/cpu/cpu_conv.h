@@ -1,5 +1,7 @@
 // CPU implementations of the convolution and pooling kernels declared in core/kernels_conv.h: same names,
-// same signatures, in namespace nl::cpu (im2col/col2im in core/cpu/conv.cpp, pooling in core/cpu/pooling.cpp).
+// same signatures, in namespace nl::cpu (im2col/col2im in core/cpu/conv.cpp, pooling in core/cpu/pooling.cpp),
+// plus the plain-loop reference versions the fast ones are tested against (tests/test_layers_conv_linear.cpp,
+// tests/test_layers_pooling.cpp). The reference versions are the ones to read first.
 #pragma once
 
 #include "core/kernels_conv.h"
@@ -11,6 +13,10 @@ using kernels::Pool2dGeometry;
 
 void im2col(const Tensor& x, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& col);
 void col2im(const Tensor& col, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& dx);
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dGeometry& geo,
+                    int64_t groups, Tensor& y);
+void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo, int64_t groups,
+                     Tensor& dx, Tensor& dw);
 
 void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax);
 void max_pool2d_backward(const Tensor& g, const Tensor& argmax, const Pool2dGeometry& geo, Tensor& dx);
@@ -18,5 +24,9 @@ void avg_pool2d(const Tensor& x, const Pool2dGeometry& geo, bool count_include_p
 void avg_pool2d_backward(const Tensor& g, const Pool2dGeometry& geo, bool count_include_pad, Tensor& dx);
 void adaptive_avg_pool2d(const Tensor& x, Tensor& out);
 void adaptive_avg_pool2d_backward(const Tensor& g, Tensor& dx);
+
+// Reference: cell by cell, straight from the definitions in core/kernels_conv.h.
+void im2col_reference(const Tensor& x, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& col);
+void col2im_reference(const Tensor& col, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& dx);
 
 }  // namespace nl::cpu
