@@ -3,6 +3,8 @@
 
 #include "autograd/engine.h"
 #include "autograd/gradcheck.h"
+#include "core/cpu/cpu_conv.h"
+#include "core/kernels_conv.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "layers/pooling.h"
@@ -115,4 +117,34 @@ TEST_CASE("max_pool2d propagates NaN, and pooling handles an empty batch", "[lay
   CHECK(max_pool2d(zeros({0, 3, 4, 4}), 2).shape() == Shape{0, 3, 2, 2});
   CHECK(avg_pool2d(zeros({0, 3, 4, 4}), 2).shape() == Shape{0, 3, 2, 2});
   CHECK(global_avg_pool2d(zeros({0, 3, 4, 4})).shape() == Shape{0, 3});
+}
+
+TEST_CASE("max_pool2d 2x2 stride 2 fast path: same values and argmax as the generic reference loop, ties and NaN",
+          "[layers][pooling][kernels]") {
+  // Small integers make ties in most windows (the first maximum in window order must win); a few NaN and
+  // -inf cells land in every window position. Odd sizes leave a ragged last row and column.
+  for (const Shape& shape : {Shape{2, 3, 6, 6}, Shape{3, 2, 7, 5}, Shape{1, 1, 2, 2}, Shape{2, 2, 9, 8}}) {
+    for (DType dtype : {kFloat64, kFloat32}) {
+      DYNAMIC_SECTION(shape_str(shape) << " " << dtype_name(dtype)) {
+        std::vector<double> v = rnd(shape, 9).to_vector<double>();
+        for (double& e : v) e = std::floor(2 * e);  // -2, -1, 0 or 1
+        for (size_t k = 3; k < v.size(); k += 7) v[k] = NAN;
+        for (size_t k = 5; k < v.size(); k += 11) v[k] = -INFINITY;
+        const Tensor x = from_vector(v, shape).to(dtype);
+        kernels::Pool2dGeometry g;
+        g.batch = shape[0], g.channels = shape[1], g.height = shape[2], g.width = shape[3];
+        g.kernel_h = g.kernel_w = 2, g.stride_h = g.stride_w = 2;
+        g.out_h = shape[2] / 2, g.out_w = shape[3] / 2;
+        const Shape out_shape{shape[0], shape[1], g.out_h, g.out_w};
+        Tensor y = empty(out_shape, dtype), arg = empty(out_shape, kInt64);
+        Tensor y_ref = empty(out_shape, dtype), arg_ref = empty(out_shape, kInt64);
+        kernels::max_pool2d(x, g, y, arg);
+        cpu::max_pool2d_reference(x, g, y_ref, arg_ref);
+        CHECK(test::values(arg) == test::values(arg_ref));
+        const std::vector<double> a = test::values(y), b = test::values(y_ref);
+        REQUIRE(a.size() == b.size());
+        for (size_t k = 0; k < a.size(); ++k) CHECK((a[k] == b[k] || (std::isnan(a[k]) && std::isnan(b[k]))));
+      }
+    }
+  }
 }

@@ -28,5 +28,7 @@ void adaptive_avg_pool2d_backward(const Tensor& g, Tensor& dx);
 // Reference: cell by cell, straight from the definitions in core/kernels_conv.h.
 void im2col_reference(const Tensor& x, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& col);
 void col2im_reference(const Tensor& col, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& dx);
+// The generic window loop (max_pool2d uses it for every window but 2×2 stride 2 without padding).
+void max_pool2d_reference(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax);
 
 }  // namespace nl::cpu

@@ -2,6 +2,11 @@
 //
 // Every (n, c) plane is independent, forward and backward, so each loop runs in parallel over planes and
 // each plane is walked by one thread: backward sums into overlapping windows stay race-free.
+//
+// Max pooling has a readable reference (the generic window loop, max_pool2d_reference) and a fast path for
+// the 2×2 stride-2 unpadded window of most CNNs: the four cells are compared in window order with the same
+// rule (a later cell wins only if strictly greater, or if it is NaN and the best so far is not), so the
+// values and the argmax equal the reference's exactly.
 #include <algorithm>
 #include <limits>
 
@@ -27,7 +32,7 @@ int64_t adaptive_start(int64_t o, int64_t in, int64_t out) { return (o * in) / o
 int64_t adaptive_end(int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; }
 
 template <class T>
-void max_pool_typed(const T* x, const Pool2dGeometry& g, T* y, int64_t* arg) {
+void max_pool_reference_typed(const T* x, const Pool2dGeometry& g, T* y, int64_t* arg) {
   const int64_t planes = g.batch * g.channels, in_plane = g.height * g.width, out_plane = g.out_h * g.out_w;
 #pragma omp parallel for schedule(static) if (planes * in_plane > kParallelGrain)
   for (int64_t p = 0; p < planes; ++p) {
@@ -45,6 +50,38 @@ void max_pool_typed(const T* x, const Pool2dGeometry& g, T* y, int64_t* arg) {
           }
         y[p * out_plane + oh * g.out_w + ow] = best;
         arg[p * out_plane + oh * g.out_w + ow] = best_at;
+      }
+  }
+}
+
+bool is_2x2_stride_2(const Pool2dGeometry& g) {
+  return g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0;
+}
+
+// Cell v at flat index at replaces the best so far when larger, or when it is a NaN and the best is not.
+template <class T>
+inline void take_if_better(T v, int64_t at, T& best, int64_t& best_at) {
+  if (v > best || (v != v && best == best)) best = v, best_at = at;
+}
+
+template <class T>
+void max_pool_2x2_typed(const T* x, const Pool2dGeometry& g, T* y, int64_t* arg) {
+  const int64_t planes = g.batch * g.channels, W = g.width, in_plane = g.height * W, out_plane = g.out_h * g.out_w;
+#pragma omp parallel for schedule(static) if (planes * in_plane > kParallelGrain)
+  for (int64_t p = 0; p < planes; ++p) {
+    const T* src = x + p * in_plane;
+    T* y_p = y + p * out_plane;
+    int64_t* arg_p = arg + p * out_plane;
+    for (int64_t oh = 0; oh < g.out_h; ++oh)
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        const int64_t at = 2 * oh * W + 2 * ow;  // the window's top-left cell
+        T best = src[at];
+        int64_t best_at = at;
+        take_if_better(src[at + 1], at + 1, best, best_at);
+        take_if_better(src[at + W], at + W, best, best_at);
+        take_if_better(src[at + W + 1], at + W + 1, best, best_at);
+        y_p[oh * g.out_w + ow] = best;
+        arg_p[oh * g.out_w + ow] = best_at;
       }
   }
 }
@@ -133,10 +170,18 @@ void adaptive_avg_backward_typed(const T* gy, int64_t planes, int64_t H, int64_t
 
 }  // namespace
 
+void max_pool2d_reference(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax) {
+  visit_floating(x.dtype(), "max_pool2d_reference", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    max_pool_reference_typed<T>(x.data<T>(), geo, out.data<T>(), argmax.data<int64_t>());
+  });
+}
+
 void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax) {
   visit_floating(x.dtype(), "max_pool2d", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    max_pool_typed<T>(x.data<T>(), geo, out.data<T>(), argmax.data<int64_t>());
+    if (is_2x2_stride_2(geo)) max_pool_2x2_typed<T>(x.data<T>(), geo, out.data<T>(), argmax.data<int64_t>());
+    else max_pool_reference_typed<T>(x.data<T>(), geo, out.data<T>(), argmax.data<int64_t>());
   });
 }
 
