@@ -123,7 +123,9 @@ TEST_CASE("max_pool2d 2x2 stride 2 fast path: same values and argmax as the gene
           "[layers][pooling][kernels]") {
   // Small integers make ties in most windows (the first maximum in window order must win); a few NaN and
   // -inf cells land in every window position. Odd sizes leave a ragged last row and column.
-  for (const Shape& shape : {Shape{2, 3, 6, 6}, Shape{3, 2, 7, 5}, Shape{1, 1, 2, 2}, Shape{2, 2, 9, 8}}) {
+  // Widths past 32 and 64 cover the 16-window vector steps and their masked remainders.
+  for (const Shape& shape : {Shape{2, 3, 6, 6}, Shape{3, 2, 7, 5}, Shape{1, 1, 2, 2}, Shape{2, 2, 9, 8},
+                             Shape{1, 2, 5, 70}, Shape{2, 1, 4, 33}, Shape{1, 1, 2, 64}}) {
     for (DType dtype : {kFloat64, kFloat32}) {
       DYNAMIC_SECTION(shape_str(shape) << " " << dtype_name(dtype)) {
         std::vector<double> v = rnd(shape, 9).to_vector<double>();

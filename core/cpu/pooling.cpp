@@ -9,6 +9,9 @@
 // values and the argmax equal the reference's exactly.
 #include <algorithm>
 #include <limits>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "core/cpu/cpu_conv.h"
 #include "core/cpu/cpu_kernels.h"
@@ -64,26 +67,84 @@ inline void take_if_better(T v, int64_t at, T& best, int64_t& best_at) {
   if (v > best || (v != v && best == best)) best = v, best_at = at;
 }
 
+// The fast path's form of take_if_better, with selects instead of jumps: which of a window's cells wins is
+// data-dependent, so branches would be mispredicted. For a non-NaN best, "v > best or v is NaN" is
+// "not (v <= best)"; a NaN best is never replaced.
+template <class T>
+inline bool better(T v, T best) {
+  return (best == best) & !(v <= best);
+}
+
+// One output row of 2×2 windows: the tournament top pair, bottom pair, then top against bottom with the top
+// winning ties, which picks the same cell as scanning a, b, c, d in order with take_if_better.
+//   r0, r1: the window's two input rows; at0: flat index of r0[0] within its plane.
+template <class T>
+void max_pool_2x2_row(const T* r0, const T* r1, int64_t n, int64_t W, int64_t at0, T* y, int64_t* arg) {
+  for (int64_t j = 0; j < n; ++j) {
+    const T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+    const bool top_right = better(b, a), bottom_right = better(d, c);
+    const T top = top_right ? b : a, bottom = bottom_right ? d : c;
+    const bool low = better(bottom, top);
+    y[j] = low ? bottom : top;
+    arg[j] = at0 + 2 * j + (low ? W + bottom_right : top_right);
+  }
+}
+
+#if defined(__AVX512F__)
+// GCC 12 warns about its own masked-load intrinsics (a false -Wmaybe-uninitialized inside avx512fintrin.h).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// The same row, 16 windows per step with AVX-512 (GCC 12 does not vectorize the loop above: the NaN-aware
+// compares keep it scalar). better(v, best) is "best is ordered and not (v <= best)": _CMP_ORD_Q and
+// _CMP_NLE_UQ. The generic loop (max_pool2d_reference) is what the tests compare this against.
+template <>
+void max_pool_2x2_row<float>(const float* r0, const float* r1, int64_t n, int64_t W, int64_t at0, float* y,
+                             int64_t* arg) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i lane = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  auto better_mask = [](__m512 v, __m512 best) {
+    return _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q) & _mm512_cmp_ps_mask(v, best, _CMP_NLE_UQ);
+  };
+  // 16 windows per step; the last (or only) step of a row is masked, since rows are often short (14 here).
+  for (int64_t j = 0; j < n; j += 16) {
+    const int64_t m = std::min<int64_t>(16, n - j);
+    const __mmask16 out_mask = static_cast<__mmask16>((1u << m) - 1);
+    const __mmask16 lo_mask = static_cast<__mmask16>(m >= 8 ? 0xFFFFu : (1u << (2 * m)) - 1);
+    const __mmask16 hi_mask = static_cast<__mmask16>(m > 8 ? (1u << (2 * m - 16)) - 1 : 0u);
+    const __m512 t_lo = _mm512_maskz_loadu_ps(lo_mask, r0 + 2 * j), t_hi = _mm512_maskz_loadu_ps(hi_mask, r0 + 2 * j + 16);
+    const __m512 b_lo = _mm512_maskz_loadu_ps(lo_mask, r1 + 2 * j), b_hi = _mm512_maskz_loadu_ps(hi_mask, r1 + 2 * j + 16);
+    const __m512 a = _mm512_permutex2var_ps(t_lo, even, t_hi), b = _mm512_permutex2var_ps(t_lo, odd, t_hi);
+    const __m512 c = _mm512_permutex2var_ps(b_lo, even, b_hi), d = _mm512_permutex2var_ps(b_lo, odd, b_hi);
+    const __mmask16 top_right = better_mask(b, a), bottom_right = better_mask(d, c);
+    const __m512 top = _mm512_mask_blend_ps(top_right, a, b), bottom = _mm512_mask_blend_ps(bottom_right, c, d);
+    const __mmask16 low = better_mask(bottom, top);
+    _mm512_mask_storeu_ps(y + j, out_mask, _mm512_mask_blend_ps(low, top, bottom));
+    // Offset of the winner within its window: top_right → 1, low → W (+1 if bottom_right).
+    const __m512i one = _mm512_set1_epi32(1), w = _mm512_set1_epi32(static_cast<int>(W));
+    __m512i k = _mm512_maskz_mov_epi32(top_right, one);
+    k = _mm512_mask_mov_epi32(k, low, _mm512_mask_add_epi32(w, bottom_right, w, one));
+    const __m512i within = _mm512_add_epi32(lane, k);  // 2·(window − j) + offset: small
+    const __m512i base = _mm512_set1_epi64(at0 + 2 * j);
+    _mm512_mask_storeu_epi64(arg + j, static_cast<__mmask8>(out_mask & 0xFF),
+                             _mm512_add_epi64(base, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(within))));
+    _mm512_mask_storeu_epi64(arg + j + 8, static_cast<__mmask8>(out_mask >> 8),
+                             _mm512_add_epi64(base, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(within, 1))));
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
 template <class T>
 void max_pool_2x2_typed(const T* x, const Pool2dGeometry& g, T* y, int64_t* arg) {
   const int64_t planes = g.batch * g.channels, W = g.width, in_plane = g.height * W, out_plane = g.out_h * g.out_w;
 #pragma omp parallel for schedule(static) if (planes * in_plane > kParallelGrain)
-  for (int64_t p = 0; p < planes; ++p) {
-    const T* src = x + p * in_plane;
-    T* y_p = y + p * out_plane;
-    int64_t* arg_p = arg + p * out_plane;
-    for (int64_t oh = 0; oh < g.out_h; ++oh)
-      for (int64_t ow = 0; ow < g.out_w; ++ow) {
-        const int64_t at = 2 * oh * W + 2 * ow;  // the window's top-left cell
-        T best = src[at];
-        int64_t best_at = at;
-        take_if_better(src[at + 1], at + 1, best, best_at);
-        take_if_better(src[at + W], at + W, best, best_at);
-        take_if_better(src[at + W + 1], at + W + 1, best, best_at);
-        y_p[oh * g.out_w + ow] = best;
-        arg_p[oh * g.out_w + ow] = best_at;
-      }
-  }
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      const int64_t at0 = 2 * oh * W;
+      max_pool_2x2_row(x + p * in_plane + at0, x + p * in_plane + at0 + W, g.out_w, W, at0,
+                       y + p * out_plane + oh * g.out_w, arg + p * out_plane + oh * g.out_w);
+    }
 }
 
 template <class T>
