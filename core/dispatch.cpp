@@ -113,8 +113,9 @@ void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor&
   if (x.device() == Device::CPU) return cpu::max_pool2d(x, geo, out, argmax);
   no_backend("max_pool2d", x.device());
 }
-void max_pool2d_backward(const Tensor& g, const Tensor& argmax, const Pool2dGeometry& geo, Tensor& dx) {
-  if (g.device() == Device::CPU) return cpu::max_pool2d_backward(g, argmax, geo, dx);
+void max_pool2d_backward(const Tensor& g, const Tensor& argmax, const Pool2dGeometry& geo, Tensor& dx,
+                         GradWrite dx_write) {
+  if (g.device() == Device::CPU) return cpu::max_pool2d_backward(g, argmax, geo, dx, dx_write);
   no_backend("max_pool2d_backward", g.device());
 }
 void avg_pool2d(const Tensor& x, const Pool2dGeometry& geo, bool count_include_pad, Tensor& out) {

@@ -41,6 +41,11 @@ enum class BinaryOp { Add, Sub, Mul, Div, Pow, Max, Min, Eq, Ne, Lt, Le, Gt, Ge 
 
 enum class ReduceOp { Sum, Max, Min, Argmax, Argmin };
 
+// How a backward kernel writes its gradient output: add (the contract of every backward: dx += ...) or,
+// opt-in, assign (dx's previous contents are ignored), which lets the op layer hand over a fresh buffer
+// without zero-filling it first.
+enum class GradWrite { add, assign };
+
 struct Params {
   double p0 = 0, p1 = 0;
 };

@@ -27,6 +27,7 @@
 
 #include <cstdint>
 
+#include "core/kernels.h"
 #include "core/tensor.h"
 
 namespace nl::kernels {
@@ -72,7 +73,8 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
 // out, argmax: (N, C, OH, OW); argmax is int64.
 void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax);
 // dx (N, C, H, W) += g routed through argmax.
-void max_pool2d_backward(const Tensor& g, const Tensor& argmax, const Pool2dGeometry& geo, Tensor& dx);
+void max_pool2d_backward(const Tensor& g, const Tensor& argmax, const Pool2dGeometry& geo, Tensor& dx,
+                         GradWrite dx_write = GradWrite::add);
 void avg_pool2d(const Tensor& x, const Pool2dGeometry& geo, bool count_include_pad, Tensor& out);
 void avg_pool2d_backward(const Tensor& g, const Pool2dGeometry& geo, bool count_include_pad, Tensor& dx);
 // x: (N, C, H, W), out: (N, C, OH, OW); the window of each cell is derived from the two shapes.

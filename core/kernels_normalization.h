@@ -51,6 +51,7 @@
 
 #include <cstdint>
 
+#include "core/kernels.h"
 #include "core/tensor.h"
 
 namespace nl::kernels {
@@ -77,8 +78,6 @@ struct NormStats {
   Tensor d;  // BatchRenorm's shift correction, or undefined (0)
 };
 
-// How the backward writes dx: add (the contract of every backward) or assign (dx's contents are ignored).
-enum class GradWrite { add, assign };
 
 // mean and biased var per statistic group (double accumulators, see "Numerics" above). x: contiguous,
 // layout.numel() elements. mean, var: float64, length num_stat_groups().

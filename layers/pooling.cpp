@@ -43,8 +43,8 @@ Tensor max_pool2d(const Tensor& x_in, int64_t kernel, int64_t stride, int64_t pa
   Tensor argmax = empty(out.shape(), kInt64, x.device());
   kernels::max_pool2d(x, geo, out, argmax);
   return record(out, "max_pool2d", {x_in}, [geo, argmax, shape = x.shape()](const Tensor& g) {
-    Tensor dx = zeros(shape, g.dtype());
-    kernels::max_pool2d_backward(g.contiguous(), argmax, geo, dx);
+    Tensor dx = empty(shape, g.dtype());  // fresh: the kernel assigns every cell (no zero-fill pass)
+    kernels::max_pool2d_backward(g.contiguous(), argmax, geo, dx, kernels::GradWrite::assign);
     return std::vector<Tensor>{dx};
   });
 }

@@ -150,3 +150,32 @@ TEST_CASE("max_pool2d 2x2 stride 2 fast path: same values and argmax as the gene
     }
   }
 }
+
+TEST_CASE("max_pool2d backward in assign mode equals adding into zeros, and ignores dx's old contents",
+          "[layers][pooling][kernels]") {
+  struct Case {
+    Shape shape;
+    int64_t kernel, stride, padding;
+  };
+  for (const Case& c : {Case{{2, 3, 6, 6}, 2, 2, 0}, Case{{1, 2, 7, 9}, 2, 2, 0}, Case{{2, 2, 8, 40}, 2, 2, 0},
+                        Case{{1, 2, 7, 7}, 3, 2, 1}}) {
+    for (DType dtype : {kFloat32, kFloat64}) {
+      DYNAMIC_SECTION(shape_str(c.shape) << " kernel " << c.kernel << " " << dtype_name(dtype)) {
+        const Tensor x = rnd(c.shape, 5).to(dtype);
+        kernels::Pool2dGeometry g;
+        g.batch = c.shape[0], g.channels = c.shape[1], g.height = c.shape[2], g.width = c.shape[3];
+        g.kernel_h = g.kernel_w = c.kernel, g.stride_h = g.stride_w = c.stride, g.pad_h = g.pad_w = c.padding;
+        g.out_h = kernels::sliding_output_size(g.height, c.kernel, c.stride, c.padding, 1);
+        g.out_w = kernels::sliding_output_size(g.width, c.kernel, c.stride, c.padding, 1);
+        const Shape out_shape{c.shape[0], c.shape[1], g.out_h, g.out_w};
+        Tensor y = empty(out_shape, dtype), arg = empty(out_shape, kInt64);
+        kernels::max_pool2d(x, g, y, arg);
+        const Tensor gy = rnd(out_shape, 6).to(dtype);
+        Tensor added = zeros(c.shape, dtype), assigned = full(c.shape, NAN, dtype);
+        kernels::max_pool2d_backward(gy, arg, g, added);
+        kernels::max_pool2d_backward(gy, arg, g, assigned, kernels::GradWrite::assign);
+        CHECK(test::values(assigned) == test::values(added));
+      }
+    }
+  }
+}

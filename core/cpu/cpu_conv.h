@@ -8,6 +8,8 @@
 
 namespace nl::cpu {
 
+using kernels::GradWrite;
+
 using kernels::Conv2dGeometry;
 using kernels::Pool2dGeometry;
 
@@ -19,7 +21,8 @@ void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const C
                      Tensor& dx, Tensor& dw);
 
 void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax);
-void max_pool2d_backward(const Tensor& g, const Tensor& argmax, const Pool2dGeometry& geo, Tensor& dx);
+void max_pool2d_backward(const Tensor& g, const Tensor& argmax, const Pool2dGeometry& geo, Tensor& dx,
+                         GradWrite dx_write = GradWrite::add);
 void avg_pool2d(const Tensor& x, const Pool2dGeometry& geo, bool count_include_pad, Tensor& out);
 void avg_pool2d_backward(const Tensor& g, const Pool2dGeometry& geo, bool count_include_pad, Tensor& dx);
 void adaptive_avg_pool2d(const Tensor& x, Tensor& out);

@@ -158,6 +158,36 @@ void max_pool_backward_typed(const T* gy, const int64_t* arg, const Pool2dGeomet
     }
 }
 
+// The 2×2 stride-2 backward in assign mode: windows do not overlap, so each input cell is written exactly
+// once, in order: the window's gradient at its argmax, 0 elsewhere, and 0 in a ragged last row or column
+// that no window covers. One streaming pass instead of a zero-fill followed by a scatter.
+template <class T>
+void max_pool_2x2_backward_assign(const T* gy, const int64_t* arg, const Pool2dGeometry& g, T* dx) {
+  const int64_t planes = g.batch * g.channels, H = g.height, W = g.width, in_plane = H * W;
+  const int64_t out_plane = g.out_h * g.out_w;
+#pragma omp parallel for schedule(static) if (planes * in_plane > kParallelGrain)
+  for (int64_t p = 0; p < planes; ++p) {
+    T* d = dx + p * in_plane;
+    const T* gp = gy + p * out_plane;
+    const int64_t* ap = arg + p * out_plane;
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      T* r0 = d + 2 * oh * W;
+      T* r1 = r0 + W;
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        const int64_t at = 2 * oh * W + 2 * ow, win = ap[oh * g.out_w + ow];
+        const T v = gp[oh * g.out_w + ow];
+        r0[2 * ow] = win == at ? v : T(0);
+        r0[2 * ow + 1] = win == at + 1 ? v : T(0);
+        r1[2 * ow] = win == at + W ? v : T(0);
+        r1[2 * ow + 1] = win == at + W + 1 ? v : T(0);
+      }
+      for (int64_t w = 2 * g.out_w; w < W; ++w) r0[w] = r1[w] = T(0);
+    }
+    for (int64_t h = 2 * g.out_h; h < H; ++h)
+      for (int64_t w = 0; w < W; ++w) d[h * W + w] = T(0);
+  }
+}
+
 template <class T>
 void avg_pool_typed(const T* x, const Pool2dGeometry& g, bool include_pad, T* y) {
   const int64_t planes = g.batch * g.channels, in_plane = g.height * g.width, out_plane = g.out_h * g.out_w;
@@ -246,9 +276,15 @@ void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor&
   });
 }
 
-void max_pool2d_backward(const Tensor& g, const Tensor& argmax, const Pool2dGeometry& geo, Tensor& dx) {
+void max_pool2d_backward(const Tensor& g, const Tensor& argmax, const Pool2dGeometry& geo, Tensor& dx,
+                         GradWrite dx_write) {
   visit_floating(g.dtype(), "max_pool2d_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
+    if (dx_write == GradWrite::assign && is_2x2_stride_2(geo)) {
+      max_pool_2x2_backward_assign<T>(g.data<T>(), argmax.data<int64_t>(), geo, dx.data<T>());
+      return;
+    }
+    if (dx_write == GradWrite::assign) fill(dx, 0.0);
     max_pool_backward_typed<T>(g.data<T>(), argmax.data<int64_t>(), geo, dx.data<T>());
   });
 }
