@@ -243,7 +243,7 @@ std::vector<EpochMetrics> train(TrainOptions o) {
       optimizer.step();
       const double n = static_cast<double>(batch.size());
       const double batch_loss = loss.item();
-      check(std::isfinite(batch_loss), "normlab-train: the loss became ", batch_loss, " at epoch ", epoch + 1,
+      check(std::isfinite(batch_loss), "the loss became ", batch_loss, " at epoch ", epoch + 1,
             ", step ", step + 1, " (diverged: try a smaller --lr)");
       loss_sum += batch_loss * n;
       correct += accuracy(logits, batch.labels) * n;

@@ -21,7 +21,7 @@ namespace nl::examples {
 struct TrainOptions {
   ModelConfig model;
   int64_t batch_size = 64;
-  double lr = 0.05;
+  double lr = 0.1;
   double momentum = 0.9;
   double weight_decay = 5e-4;
   int64_t epochs = 1;

@@ -173,13 +173,20 @@ void max_pool_2x2_backward_assign(const T* gy, const int64_t* arg, const Pool2dG
     for (int64_t oh = 0; oh < g.out_h; ++oh) {
       T* r0 = d + 2 * oh * W;
       T* r1 = r0 + W;
+      const int64_t* a = ap + oh * g.out_w;
+      const T* v = gp + oh * g.out_w;
+      const int64_t at0 = 2 * oh * W;
+      // k = position of the window's maximum relative to its top-left cell: 0, 1 (top row), W, W + 1.
+      // One loop per input row, so each vectorizes.
       for (int64_t ow = 0; ow < g.out_w; ++ow) {
-        const int64_t at = 2 * oh * W + 2 * ow, win = ap[oh * g.out_w + ow];
-        const T v = gp[oh * g.out_w + ow];
-        r0[2 * ow] = win == at ? v : T(0);
-        r0[2 * ow + 1] = win == at + 1 ? v : T(0);
-        r1[2 * ow] = win == at + W ? v : T(0);
-        r1[2 * ow + 1] = win == at + W + 1 ? v : T(0);
+        const int64_t k = a[ow] - at0 - 2 * ow;
+        r0[2 * ow] = k == 0 ? v[ow] : T(0);
+        r0[2 * ow + 1] = k == 1 ? v[ow] : T(0);
+      }
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        const int64_t k = a[ow] - at0 - 2 * ow - W;
+        r1[2 * ow] = k == 0 ? v[ow] : T(0);
+        r1[2 * ow + 1] = k == 1 ? v[ow] : T(0);
       }
       for (int64_t w = 2 * g.out_w; w < W; ++w) r0[w] = r1[w] = T(0);
     }
