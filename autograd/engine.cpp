@@ -69,7 +69,8 @@ Tensor Tensor::grad() const {
 
 void Tensor::set_grad(const Tensor& g) {
   if (g.defined())
-    check(g.shape() == shape(), "set_grad: gradient of shape ", g.shape(), " for a tensor of shape ", shape());
+    check(g.shape() == shape(), "set_grad: gradient of shape ", g.shape(), " for a tensor of shape ",
+          shape());
   checked().grad = g.defined() ? g.impl_ptr() : nullptr;
 }
 
@@ -112,7 +113,8 @@ std::vector<TensorImpl*> topological_order(TensorImpl* root) {
     const Node* node = f.t->grad_fn.get();
     if (node && f.next_input < node->inputs.size()) {
       const Tensor& in = node->inputs[f.next_input++];
-      if (in.defined() && in.requires_grad() && seen.insert(in.impl()).second) stack.push_back({in.impl(), 0});
+      if (in.defined() && in.requires_grad() && seen.insert(in.impl()).second)
+        stack.push_back({in.impl(), 0});
       continue;
     }
     post.push_back(f.t);
@@ -124,8 +126,9 @@ std::vector<TensorImpl*> topological_order(TensorImpl* root) {
 // True when nothing but `g` can see its memory, so .grad may adopt it without a copy.
 bool exclusively_owned(const Tensor& g) {
   const TensorImpl* im = g.impl();
-  return g.impl_ptr().use_count() == 1 && im->storage.use_count() == 1 && im->offset == 0 && g.is_contiguous() &&
-         im->storage->nbytes == static_cast<size_t>(g.numel()) * dtype_size(g.dtype()) && !im->grad_fn;
+  return g.impl_ptr().use_count() == 1 && im->storage.use_count() == 1 && im->offset == 0 &&
+         g.is_contiguous() && im->storage->nbytes == static_cast<size_t>(g.numel()) * dtype_size(g.dtype()) &&
+         !im->grad_fn;
 }
 
 void accumulate(std::shared_ptr<TensorImpl>& slot, Tensor g) {
@@ -141,7 +144,8 @@ void accumulate(std::shared_ptr<TensorImpl>& slot, Tensor g) {
 }  // namespace
 
 void run_backward(const Tensor& root, const Tensor& grad_output) {
-  check(root.requires_grad(), "backward: the tensor does not require grad (no input of its graph requires grad)");
+  check(root.requires_grad(),
+        "backward: the tensor does not require grad (no input of its graph requires grad)");
   check(grad_output.shape() == root.shape(), "backward: grad_output has shape ", grad_output.shape(),
         " but the tensor has shape ", root.shape());
   check(grad_output.dtype() == root.dtype(), "backward: grad_output is ", dtype_name(grad_output.dtype()),
@@ -161,8 +165,8 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
     for (const GradHook& hook : t->hooks) {
       Tensor replaced = hook(g);
       if (replaced.defined()) {
-        check(replaced.shape() == g.shape(), "backward: a hook returned a gradient of shape ", replaced.shape(),
-              " for a tensor of shape ", g.shape());
+        check(replaced.shape() == g.shape(), "backward: a hook returned a gradient of shape ",
+              replaced.shape(), " for a tensor of shape ", g.shape());
         g = replaced;
       }
     }
@@ -180,8 +184,8 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
     for (size_t i = 0; i < grads.size(); ++i) {
       const Tensor& in = node->inputs[i];
       if (!in.defined() || !in.requires_grad() || !grads[i].defined()) continue;
-      check(grads[i].shape() == in.shape(), "backward of ", node->op, ": gradient for input ", i, " has shape ",
-            grads[i].shape(), " but the input has shape ", in.shape());
+      check(grads[i].shape() == in.shape(), "backward of ", node->op, ": gradient for input ", i,
+            " has shape ", grads[i].shape(), " but the input has shape ", in.shape());
       auto [slot, inserted] = pending.try_emplace(in.impl(), grads[i]);
       if (!inserted) {
         // Sum into a fresh tensor: the first gradient may alias a buffer another node still holds.

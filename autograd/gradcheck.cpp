@@ -46,9 +46,9 @@ bool gradcheck(const GradcheckFn& f, const std::vector<Tensor>& inputs, const Gr
       const double numeric = (plus - minus) / (2 * opt.eps);
       const double err = std::abs(analytic[k] - numeric);
       if (!(err <= opt.atol + opt.rtol * std::abs(numeric)))
-        throw Error(cat_str("gradcheck failed for ", name, ": input ", i, " (shape ", x.shape(), "), flat index ",
-                            k, ": expected (finite differences) ", numeric, ", computed (backward) ",
-                            analytic[k], ", difference ", err));
+        throw Error(cat_str("gradcheck failed for ", name, ": input ", i, " (shape ", x.shape(),
+                            "), flat index ", k, ": expected (finite differences) ", numeric,
+                            ", computed (backward) ", analytic[k], ", difference ", err));
     }
   }
   return true;

@@ -16,8 +16,8 @@
 namespace nl {
 
 struct GradcheckOptions {
-  double eps = 1e-6;    // finite-difference step
-  double atol = 1e-5;   // |analytical − numerical| <= atol + rtol·|numerical|
+  double eps = 1e-6;   // finite-difference step
+  double atol = 1e-5;  // |analytical − numerical| <= atol + rtol·|numerical|
   double rtol = 1e-3;
   uint64_t seed = 1234;  // for the upstream gradient
 };

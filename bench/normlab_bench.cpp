@@ -48,15 +48,22 @@ Args parse(int argc, char** argv) {
       if (i + 1 >= argc) throw Error(cat_str("normlab-bench: ", k, " needs a value"));
       return argv[++i];
     };
-    if (k == "--iters") a.iters = std::stoi(value());
-    else if (k == "--warmup") a.warmup = std::stoi(value());
-    else if (k == "--threads") a.threads = std::stoi(value());
-    else if (k == "--json") a.json = value();
-    else if (k == "--only") a.only = value();
-    else if (k == "--list") a.list = true;
+    if (k == "--iters")
+      a.iters = std::stoi(value());
+    else if (k == "--warmup")
+      a.warmup = std::stoi(value());
+    else if (k == "--threads")
+      a.threads = std::stoi(value());
+    else if (k == "--json")
+      a.json = value();
+    else if (k == "--only")
+      a.only = value();
+    else if (k == "--list")
+      a.list = true;
     else if (k == "--help" || k == "-h") {
-      std::printf("usage: normlab-bench [--iters N] [--warmup N] [--threads N] [--only a,b,...] [--json FILE] "
-                  "[--list]\n");
+      std::printf(
+          "usage: normlab-bench [--iters N] [--warmup N] [--threads N] [--only a,b,...] [--json FILE] "
+          "[--list]\n");
       std::exit(0);
     } else {
       throw Error(cat_str("normlab-bench: unknown option ", k));
@@ -65,7 +72,8 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-// ---- e. the roofline ---------------------------------------------------------------------------------------
+// ---- e. the roofline
+// ---------------------------------------------------------------------------------------
 
 constexpr int64_t kProbeFloats = 4 * 1024 * 1024;  // 16 MB per array
 
@@ -87,7 +95,8 @@ std::function<void()> copy_probe(Tensor& a, const Tensor& b) {
   };
 }
 
-// ---- c. normalization kernels ------------------------------------------------------------------------------
+// ---- c. normalization kernels
+// ------------------------------------------------------------------------------
 
 double tensor_bytes(const Shape& s) { return static_cast<double>(numel_of(s)) * sizeof(float); }
 
@@ -115,7 +124,8 @@ std::function<void()> layer_forward_backward(const ModulePtr& layer, const Shape
   };
 }
 
-// ---- a, b. whole models ------------------------------------------------------------------------------------
+// ---- a, b. whole models
+// ------------------------------------------------------------------------------------
 
 std::shared_ptr<Sequential> bench_model(const std::string& kind) {
   examples::ModelConfig c;  // BatchNorm after every hidden layer, no bias before it
@@ -168,7 +178,8 @@ int main(int argc, char** argv) {
     }
 
     std::vector<Result> results;
-    auto run = [&](const std::string& name, const std::function<void()>& fn, double bytes = 0, double flops = 0) {
+    auto run = [&](const std::string& name, const std::function<void()>& fn, double bytes = 0,
+                   double flops = 0) {
       if (args.list) {
         std::printf("%s\n", name.c_str());
         return;
@@ -188,7 +199,8 @@ int main(int argc, char** argv) {
     run("copy_16MB", copy_probe(pa, pb), 2 * tensor_bytes({kProbeFloats}));
     {
       Tensor a = randn({1024, 1024}), b = randn({1024, 1024});
-      run("sgemm_1024", [a, b] { matmul(a, b); }, 0, 2.0 * 1024 * 1024 * 1024);
+      run(
+          "sgemm_1024", [a, b] { matmul(a, b); }, 0, 2.0 * 1024 * 1024 * 1024);
     }
 
     // a, b. models
@@ -202,7 +214,8 @@ int main(int argc, char** argv) {
     run("bn2d_fwd_64x64x28x28", layer_forward(std::make_shared<BatchNorm2d>(64), big), 2 * tensor_bytes(big));
     run("bn2d_fwd_bwd_64x64x28x28", layer_forward_backward(std::make_shared<BatchNorm2d>(64), big),
         5 * tensor_bytes(big));
-    run("bn2d_fwd_256x32x16x16", layer_forward(std::make_shared<BatchNorm2d>(32), small), 2 * tensor_bytes(small));
+    run("bn2d_fwd_256x32x16x16", layer_forward(std::make_shared<BatchNorm2d>(32), small),
+        2 * tensor_bytes(small));
     run("bn2d_fwd_bwd_256x32x16x16", layer_forward_backward(std::make_shared<BatchNorm2d>(32), small),
         5 * tensor_bytes(small));
     run("layernorm_fwd_bwd_64x64x28x28",
@@ -223,7 +236,8 @@ int main(int argc, char** argv) {
     std::ofstream json;
     if (!args.json.empty()) json.open(args.json);
     for (const Result& r : results) {
-      std::printf("%-40s median %9.3f ms  min %9.3f  max %9.3f", r.name.c_str(), r.median_ms, r.min_ms, r.max_ms);
+      std::printf("%-40s median %9.3f ms  min %9.3f  max %9.3f", r.name.c_str(), r.median_ms, r.min_ms,
+                  r.max_ms);
       std::ostringstream extra;
       if (r.bytes > 0) {
         const double gbs = r.bytes / (r.median_ms * 1e6);
@@ -241,8 +255,9 @@ int main(int argc, char** argv) {
       }
       std::printf("\n");
       if (json)
-        json << "{\"name\": \"" << r.name << "\", \"median_ms\": " << r.median_ms << ", \"min_ms\": " << r.min_ms
-             << ", \"max_ms\": " << r.max_ms << ", \"iters\": " << r.iters << extra.str() << "}\n";
+        json << "{\"name\": \"" << r.name << "\", \"median_ms\": " << r.median_ms
+             << ", \"min_ms\": " << r.min_ms << ", \"max_ms\": " << r.max_ms << ", \"iters\": " << r.iters
+             << extra.str() << "}\n";
     }
     return 0;
   } catch (const std::exception& e) {

@@ -62,9 +62,11 @@ void softmax_rows_backward(const Tensor& y, const Tensor& dy, bool log, Tensor& 
   no_backend("softmax_rows_backward", y.device());
 }
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const Tensor& a,
-          int64_t a_offset, int64_t lda, const Tensor& b, int64_t b_offset, int64_t ldb, double beta, Tensor& c,
-          int64_t c_offset, int64_t ldc) {
-  if (a.device() == Device::CPU) return cpu::gemm(trans_a, trans_b, m, n, k, alpha, a, a_offset, lda, b, b_offset, ldb, beta, c, c_offset, ldc);
+          int64_t a_offset, int64_t lda, const Tensor& b, int64_t b_offset, int64_t ldb, double beta,
+          Tensor& c, int64_t c_offset, int64_t ldc) {
+  if (a.device() == Device::CPU)
+    return cpu::gemm(trans_a, trans_b, m, n, k, alpha, a, a_offset, lda, b, b_offset, ldb, beta, c, c_offset,
+                     ldc);
   no_backend("gemm", a.device());
 }
 void copy(const Tensor& src, Tensor& dst) {
@@ -79,7 +81,8 @@ void axpy(double alpha, const Tensor& src, Tensor& dst) {
   if (dst.device() == Device::CPU) return cpu::axpy(alpha, src, dst);
   no_backend("axpy", dst.device());
 }
-void index_select(const Tensor& x, int64_t outer, int64_t size, int64_t inner, const Tensor& index, Tensor& out) {
+void index_select(const Tensor& x, int64_t outer, int64_t size, int64_t inner, const Tensor& index,
+                  Tensor& out) {
   if (x.device() == Device::CPU) return cpu::index_select(x, outer, size, inner, index, out);
   no_backend("index_select", x.device());
 }
@@ -89,7 +92,6 @@ void index_add(const Tensor& g, int64_t outer, int64_t size, int64_t inner, cons
 }
 
 // ---- convolution, pooling and fused losses (core/kernels_conv.h, core/kernels_loss.h) ------------------
-
 
 void im2col(const Tensor& x, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& col) {
   if (x.device() == Device::CPU) return cpu::im2col(x, geo, n0, count, col);
@@ -104,8 +106,8 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
   if (x.device() == Device::CPU) return cpu::conv2d_forward(x, w, bias, geo, groups, y);
   no_backend("conv2d_forward", x.device());
 }
-void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo, int64_t groups,
-                     Tensor& dx, Tensor& dw) {
+void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo,
+                     int64_t groups, Tensor& dx, Tensor& dw) {
   if (x.device() == Device::CPU) return cpu::conv2d_backward(x, w, dy, geo, groups, dx, dw);
   no_backend("conv2d_backward", x.device());
 }
@@ -136,7 +138,8 @@ void adaptive_avg_pool2d_backward(const Tensor& g, Tensor& dx) {
 }
 void cross_entropy(const Tensor& logits, const Tensor& targets, double label_smoothing, Tensor& probs,
                    Tensor& row_loss) {
-  if (logits.device() == Device::CPU) return cpu::cross_entropy(logits, targets, label_smoothing, probs, row_loss);
+  if (logits.device() == Device::CPU)
+    return cpu::cross_entropy(logits, targets, label_smoothing, probs, row_loss);
   no_backend("cross_entropy", logits.device());
 }
 void cross_entropy_backward(const Tensor& probs, const Tensor& targets, double label_smoothing,
@@ -155,7 +158,6 @@ void sgd_update(const SgdStep& s, Tensor& w, const Tensor& g, Tensor& buf) {
 
 // ---- normalization: the normalize-over-axes core (core/kernels_normalization.h) ------------------------
 
-
 void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, Tensor& var) {
   if (x.device() == Device::CPU) return cpu::normalize_moments(x, layout, mean, var);
   no_backend("normalize_moments", x.device());
@@ -166,8 +168,8 @@ void normalize_moments_forward(const Tensor& x, const NormLayout& layout, double
     return cpu::normalize_moments_forward(x, layout, eps, weight, bias, mean, var, inv_std, y);
   no_backend("normalize_moments_forward", x.device());
 }
-void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats, const Tensor& weight,
-                       const Tensor& bias, Tensor& y) {
+void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats,
+                       const Tensor& weight, const Tensor& bias, Tensor& y) {
   if (x.device() == Device::CPU) return cpu::normalize_forward(x, layout, stats, weight, bias, y);
   no_backend("normalize_forward", x.device());
 }

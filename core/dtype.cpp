@@ -6,9 +6,12 @@ size_t dtype_size(DType t) { return t == DType::Float32 ? 4 : 8; }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::Float32: return "float32";
-    case DType::Float64: return "float64";
-    default: return "int64";
+    case DType::Float32:
+      return "float32";
+    case DType::Float64:
+      return "float64";
+    default:
+      return "int64";
   }
 }
 

@@ -24,12 +24,25 @@ const char* dtype_name(DType t);  // "float32", "float64", "int64"
 const char* device_name(Device d);
 inline bool is_floating(DType t) { return t != DType::Int64; }
 
-template <class T> struct dtype_of;
-template <> struct dtype_of<float> { static constexpr DType value = DType::Float32; };
-template <> struct dtype_of<double> { static constexpr DType value = DType::Float64; };
-template <> struct dtype_of<int64_t> { static constexpr DType value = DType::Int64; };
+template <class T>
+struct dtype_of;
+template <>
+struct dtype_of<float> {
+  static constexpr DType value = DType::Float32;
+};
+template <>
+struct dtype_of<double> {
+  static constexpr DType value = DType::Float64;
+};
+template <>
+struct dtype_of<int64_t> {
+  static constexpr DType value = DType::Int64;
+};
 
-template <class T> struct type_tag { using type = T; };
+template <class T>
+struct type_tag {
+  using type = T;
+};
 
 // Calls f(type_tag<T>{}) with T the C++ type of a floating dtype; int64 is an error naming `op`.
 template <class F>
@@ -39,9 +52,12 @@ decltype(auto) visit_floating(DType t, const char* op, F&& f);
 template <class F>
 decltype(auto) visit_dtype(DType t, F&& f) {
   switch (t) {
-    case DType::Float32: return f(type_tag<float>{});
-    case DType::Float64: return f(type_tag<double>{});
-    default: return f(type_tag<int64_t>{});
+    case DType::Float32:
+      return f(type_tag<float>{});
+    case DType::Float64:
+      return f(type_tag<double>{});
+    default:
+      return f(type_tag<int64_t>{});
   }
 }
 

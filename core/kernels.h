@@ -14,7 +14,18 @@
 namespace nl::kernels {
 
 enum class UnaryOp {
-  Neg, Abs, Exp, Log, Sqrt, Rsqrt, Square, Relu, Sigmoid, Tanh, Gelu, Softplus,
+  Neg,
+  Abs,
+  Exp,
+  Log,
+  Sqrt,
+  Rsqrt,
+  Square,
+  Relu,
+  Sigmoid,
+  Tanh,
+  Gelu,
+  Softplus,
   LeakyRelu,  // p0 = negative slope
   PowScalar,  // p0 = exponent
   Clamp,      // p0 = lo, p1 = hi
@@ -74,8 +85,8 @@ void softmax_rows_backward(const Tensor& y, const Tensor& dy, bool log, Tensor& 
 // C = alpha · op(A) · op(B) + beta · C for row-major matrices with leading dimensions; op = transpose or not.
 // Each matrix starts `*_offset` elements past its tensor's first element (batched products and conv use it).
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const Tensor& a,
-          int64_t a_offset, int64_t lda, const Tensor& b, int64_t b_offset, int64_t ldb, double beta, Tensor& c,
-          int64_t c_offset, int64_t ldc);
+          int64_t a_offset, int64_t lda, const Tensor& b, int64_t b_offset, int64_t ldb, double beta,
+          Tensor& c, int64_t c_offset, int64_t ldc);
 
 // dst = src, element by element in logical order: both may be strided views of one shape (dst must not
 // overlap itself, i.e. no stride-0 dims); dtypes may differ (converted).
@@ -84,7 +95,8 @@ void fill(Tensor& dst, double value);
 // dst += alpha · src (same shape, both contiguous, same dtype).
 void axpy(double alpha, const Tensor& src, Tensor& dst);
 // out = x.index_select(dim, index); x contiguous viewed as (outer, size, inner).
-void index_select(const Tensor& x, int64_t outer, int64_t size, int64_t inner, const Tensor& index, Tensor& out);
+void index_select(const Tensor& x, int64_t outer, int64_t size, int64_t inner, const Tensor& index,
+                  Tensor& out);
 // dx[..., index[i], ...] += g[..., i, ...]
 void index_add(const Tensor& g, int64_t outer, int64_t size, int64_t inner, const Tensor& index, Tensor& dx);
 

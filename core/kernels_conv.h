@@ -53,7 +53,8 @@ struct Pool2dGeometry {
 
 // Output extent of a sliding window: ⌊(in + 2·pad − dil·(k − 1) − 1) / stride⌋ + 1 (may be <= 0 when the
 // window does not fit; callers check).
-inline int64_t sliding_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
+inline int64_t sliding_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
+                                   int64_t dilation) {
   const int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1;
   return span < 0 ? 0 : span / stride + 1;
 }
@@ -67,8 +68,8 @@ void col2im(const Tensor& col, const Conv2dGeometry& geo, int64_t n0, int64_t co
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dGeometry& geo,
                     int64_t groups, Tensor& y);
 // dy: (N, OC, OH, OW). dx += ∂L/∂x and dw += ∂L/∂W; an undefined dx or dw is not computed.
-void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo, int64_t groups,
-                     Tensor& dx, Tensor& dw);
+void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo,
+                     int64_t groups, Tensor& dx, Tensor& dw);
 
 // out, argmax: (N, C, OH, OW); argmax is int64.
 void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax);

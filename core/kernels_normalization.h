@@ -24,8 +24,8 @@
 //     GhostBatchNorm   (N/V, V,   C, 1,   S)     stats per (virtual batch, channel)
 //     InstanceNorm     (N,   1,   C, 1,   S)     stats per (sample, channel)
 //     GroupNorm        (N,   1,   G, C/G, S)     stats per (sample, group), affine per channel
-//     LayerNorm        (N,   1,   1, D,   1)     stats per sample over D trailing elements, affine per element
-//     RMSNorm          LayerNorm's layout with center = false: "var" is the mean of squares
+//     LayerNorm        (N,   1,   1, D,   1)     stats per sample over D trailing elements, affine per
+//     element RMSNorm          LayerNorm's layout with center = false: "var" is the mean of squares
 //
 // Backward (closed form). With dx_hat = dy · weight[c] · r[o,g] and means taken over a statistic group:
 //
@@ -78,21 +78,20 @@ struct NormStats {
   Tensor d;  // BatchRenorm's shift correction, or undefined (0)
 };
 
-
 // mean and biased var per statistic group (double accumulators, see "Numerics" above). x: contiguous,
 // layout.numel() elements. mean, var: float64, length num_stat_groups().
 void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, Tensor& var);
 
 // The training forward in one sweep: the moments as normalize_moments, inv_std = 1 / sqrt(var + eps), then
-// y = weight[c] · (x − mean) · inv_std + bias[c] (no r, d). Each statistic group is normalized right after its
-// moments are found, while it is still in cache, so x is read from memory once. mean, var, inv_std: float64,
-// length num_stat_groups(), written.
+// y = weight[c] · (x − mean) · inv_std + bias[c] (no r, d). Each statistic group is normalized right after
+// its moments are found, while it is still in cache, so x is read from memory once. mean, var, inv_std:
+// float64, length num_stat_groups(), written.
 void normalize_moments_forward(const Tensor& x, const NormLayout& layout, double eps, const Tensor& weight,
                                const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y);
 
 // y = weight[c] · (r · (x − mean) · inv_std + d) + bias[c]; x and y contiguous, weight/bias may be undefined.
-void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats, const Tensor& weight,
-                       const Tensor& bias, Tensor& y);
+void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats,
+                       const Tensor& weight, const Tensor& bias, Tensor& y);
 
 // The closed-form backward above. batch_stats: the statistics were computed from x (training), so the
 // gradient flows through them; otherwise they are constants (eval). dx, dweight, dbias are ADDED to (dx is

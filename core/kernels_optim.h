@@ -11,9 +11,9 @@ struct SgdStep {
   double lr = 0;
   double momentum = 0, dampening = 0;
   bool nesterov = false;
-  double weight_decay = 0;          // coupled: added to the gradient
-  double decoupled_decay = 0;       // SGDW: w ← w − lr·decoupled_decay·w
-  bool first_step = false;          // momentum buffer takes d as it is (PyTorch's buf = g on the first step)
+  double weight_decay = 0;     // coupled: added to the gradient
+  double decoupled_decay = 0;  // SGDW: w ← w − lr·decoupled_decay·w
+  bool first_step = false;     // momentum buffer takes d as it is (PyTorch's buf = g on the first step)
 };
 
 // For every element, with d = g + weight_decay·w:

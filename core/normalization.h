@@ -29,69 +29,77 @@
 namespace nl {
 
 // ---- default constants: PyTorch's (docs/normalization.md is the single source of truth) ----------------
-inline constexpr double kNormDefaultEps = 1e-5;                // BatchNorm, InstanceNorm, GroupNorm, LayerNorm
-inline constexpr double kBatchNormDefaultMomentum = 0.1;       // weight of the NEW batch statistic
+inline constexpr double kNormDefaultEps = 1e-5;           // BatchNorm, InstanceNorm, GroupNorm, LayerNorm
+inline constexpr double kBatchNormDefaultMomentum = 0.1;  // weight of the NEW batch statistic
 inline constexpr double kInstanceNormDefaultMomentum = 0.1;
-inline constexpr double kBatchRenormDefaultMomentum = 0.01;    // Ioffe 2017's "relatively fast" α
+inline constexpr double kBatchRenormDefaultMomentum = 0.01;  // Ioffe 2017's "relatively fast" α
 // RMSNorm's default eps is the machine epsilon of x's dtype (std::numeric_limits<T>::epsilon()).
 
 // The cumulative-average factor that replaces the momentum when it is not given (PyTorch's momentum=None):
 // 1 / num_batches_tracked, counted after this batch's increment.
 double cumulative_average_factor(int64_t num_batches_tracked);
 
-// ---- BatchNorm ---------------------------------------------------------------------------------------------
+// ---- BatchNorm
+// ---------------------------------------------------------------------------------------------
 // training=true: batch statistics (an error when M = N·S is 1); running statistics updated when defined.
 // training=false: running statistics (required).
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
-                  const Tensor& bias, bool training, double momentum = kBatchNormDefaultMomentum,
-                  double eps = kNormDefaultEps);
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training,
+                  double momentum = kBatchNormDefaultMomentum, double eps = kNormDefaultEps);
 
-// ---- Ghost BatchNorm (Hoffer et al. 2017) --------------------------------------------------------------------
-// training=true: the batch is split into N / virtual_batch_size consecutive virtual batches, each normalized
-// with its own statistics (an error when virtual_batch_size does not divide N). The running statistics are
-// updated ONCE PER VIRTUAL BATCH, in order, as if each were a training step of batch_norm; with momentum =
-// nullopt the factor is cumulative_average_factor(++num_batches_tracked) per virtual batch (num_batches_tracked,
-// an int64 scalar, may be undefined when momentum is given). training=false: batch_norm's eval.
+// ---- Ghost BatchNorm (Hoffer et al. 2017)
+// -------------------------------------------------------------------- training=true: the batch is split into
+// N / virtual_batch_size consecutive virtual batches, each normalized with its own statistics (an error when
+// virtual_batch_size does not divide N). The running statistics are updated ONCE PER VIRTUAL BATCH, in order,
+// as if each were a training step of batch_norm; with momentum = nullopt the factor is
+// cumulative_average_factor(++num_batches_tracked) per virtual batch (num_batches_tracked, an int64 scalar,
+// may be undefined when momentum is given). training=false: batch_norm's eval.
 Tensor ghost_batch_norm(const Tensor& x, int64_t virtual_batch_size, const Tensor& running_mean,
                         const Tensor& running_var, const Tensor& num_batches_tracked, const Tensor& weight,
-                        const Tensor& bias, bool training, std::optional<double> momentum = kBatchNormDefaultMomentum,
+                        const Tensor& bias, bool training,
+                        std::optional<double> momentum = kBatchNormDefaultMomentum,
                         double eps = kNormDefaultEps);
 
-// ---- InstanceNorm ------------------------------------------------------------------------------------------
+// ---- InstanceNorm
+// ------------------------------------------------------------------------------------------
 // use_input_stats=true: statistics per (sample, channel) over the S spatial positions (an error when S is 1);
 // defined running statistics are updated with the batch average of the instance means and of the UNBIASED
 // instance variances (as PyTorch). use_input_stats=false: the running statistics (required) for every sample.
-Tensor instance_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
-                     const Tensor& bias, bool use_input_stats, double momentum = kInstanceNormDefaultMomentum,
-                     double eps = kNormDefaultEps);
+Tensor instance_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                     const Tensor& weight, const Tensor& bias, bool use_input_stats,
+                     double momentum = kInstanceNormDefaultMomentum, double eps = kNormDefaultEps);
 
-// ---- LayerNorm ---------------------------------------------------------------------------------------------
-// Statistics per sample over the trailing dims, which must equal normalized_shape; weight and bias have
-// shape normalized_shape (per element).
+// ---- LayerNorm
+// --------------------------------------------------------------------------------------------- Statistics
+// per sample over the trailing dims, which must equal normalized_shape; weight and bias have shape
+// normalized_shape (per element).
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps = kNormDefaultEps);
 
-// ---- GroupNorm ---------------------------------------------------------------------------------------------
-// x: (N, C, *); C split into num_groups consecutive groups (an error unless num_groups divides C); statistics
-// per (sample, group) over (C / num_groups, *); weight and bias per channel (C).
+// ---- GroupNorm
+// --------------------------------------------------------------------------------------------- x: (N, C, *);
+// C split into num_groups consecutive groups (an error unless num_groups divides C); statistics per (sample,
+// group) over (C / num_groups, *); weight and bias per channel (C).
 Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias,
                   double eps = kNormDefaultEps);
 
-// ---- RMSNorm -----------------------------------------------------------------------------------------------
-// y = x / sqrt(mean(x²) + eps) · weight over the trailing normalized_shape dims; no mean subtraction, no bias.
-// eps defaults to the machine epsilon of x's dtype (PyTorch's torch.finfo(x.dtype).eps).
+// ---- RMSNorm
+// ----------------------------------------------------------------------------------------------- y = x /
+// sqrt(mean(x²) + eps) · weight over the trailing normalized_shape dims; no mean subtraction, no bias. eps
+// defaults to the machine epsilon of x's dtype (PyTorch's torch.finfo(x.dtype).eps).
 Tensor rms_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
                 std::optional<double> eps = std::nullopt);
 
-// ---- Batch Renormalization (Ioffe 2017) ----------------------------------------------------------------------
-// training=true, per channel, with μ = running_mean and σ = running_std (the running std INCLUDES eps):
+// ---- Batch Renormalization (Ioffe 2017)
+// ---------------------------------------------------------------------- training=true, per channel, with μ =
+// running_mean and σ = running_std (the running std INCLUDES eps):
 //   σ_B = sqrt(var_B + eps)                       (biased batch variance, as BatchNorm)
 //   r = clip(σ_B / σ, 1/rmax, rmax),  d = clip((μ_B − μ) / σ, −dmax, dmax)     constants for the backward
 //   y = weight · ((x − μ_B) / σ_B · r + d) + bias
 //   then μ ← μ + momentum·(μ_B − μ),  σ ← σ + momentum·(σ_B − σ)              (the paper's update)
 // training=false: y = weight · (x − μ) / σ + bias. rmax >= 1, dmax >= 0 (rmax = 1, dmax = 0 is BatchNorm).
-Tensor batch_renorm(const Tensor& x, const Tensor& running_mean, const Tensor& running_std, const Tensor& weight,
-                    const Tensor& bias, bool training, double rmax, double dmax,
+Tensor batch_renorm(const Tensor& x, const Tensor& running_mean, const Tensor& running_std,
+                    const Tensor& weight, const Tensor& bias, bool training, double rmax, double dmax,
                     double momentum = kBatchRenormDefaultMomentum, double eps = kNormDefaultEps);
 
 }  // namespace nl

@@ -12,9 +12,12 @@ namespace {
 
 const char* descr_of(DType t) {
   switch (t) {
-    case DType::Float32: return "<f4";
-    case DType::Float64: return "<f8";
-    default: return "<i8";
+    case DType::Float32:
+      return "<f4";
+    case DType::Float64:
+      return "<f8";
+    default:
+      return "<i8";
   }
 }
 
@@ -46,7 +49,8 @@ std::string header_field(const std::string& header, const std::string& key, cons
 
 void save_npy(const std::string& path, const Tensor& t_in) {
   const Tensor t = t_in.contiguous();
-  std::string header = "{'descr': '" + std::string(descr_of(t.dtype())) + "', 'fortran_order': False, 'shape': (";
+  std::string header =
+      "{'descr': '" + std::string(descr_of(t.dtype())) + "', 'fortran_order': False, 'shape': (";
   for (size_t i = 0; i < t.shape().size(); ++i) header += std::to_string(t.shape()[i]) + ", ";
   if (t.shape().size() > 1) header.resize(header.size() - 2);
   if (t.shape().size() == 1) header.resize(header.size() - 1);  // "(5,)"
@@ -61,7 +65,8 @@ void save_npy(const std::string& path, const Tensor& t_in) {
   bytes += static_cast<char>(header.size() & 0xff);
   bytes += static_cast<char>((header.size() >> 8) & 0xff);
   bytes += header;
-  bytes.append(static_cast<const char*>(t.raw_data()), static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
+  bytes.append(static_cast<const char*>(t.raw_data()),
+               static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
   write_file_atomically(path, bytes, "save_npy");
 }
 
@@ -76,7 +81,8 @@ Tensor load_npy(const std::string& path) {
     header_start = 10;
   } else if (major == 2 || major == 3) {
     check(bytes.size() >= 12, "load_npy: ", path, ": truncated header");
-    for (int i = 0; i < 4; ++i) header_len |= static_cast<size_t>(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      header_len |= static_cast<size_t>(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
     header_start = 12;
   } else {
     throw Error(cat_str("load_npy: ", path, ": unsupported format version ", major));
@@ -93,8 +99,8 @@ Tensor load_npy(const std::string& path) {
   else if (descr == "<i8")
     dtype = kInt64;
   else
-    throw Error(cat_str("load_npy: ", path, ": unsupported dtype '", descr,
-                        "' (expected '<f4', '<f8' or '<i8')"));
+    throw Error(
+        cat_str("load_npy: ", path, ": unsupported dtype '", descr, "' (expected '<f4', '<f8' or '<i8')"));
   check(header_field(header, "fortran_order", path) == "False", "load_npy: ", path,
         ": Fortran-order arrays are not supported (save with np.ascontiguousarray)");
 

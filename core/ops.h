@@ -20,7 +20,7 @@ Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
-Tensor pow(const Tensor& a, const Tensor& b);  // a > 0 where b is differentiated
+Tensor pow(const Tensor& a, const Tensor& b);      // a > 0 where b is differentiated
 Tensor maximum(const Tensor& a, const Tensor& b);  // the gradient goes to a where a >= b
 Tensor minimum(const Tensor& a, const Tensor& b);  // the gradient goes to a where a <= b
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);

@@ -63,30 +63,34 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward(BinaryOp::Mul, a, b, "mul");
   // d(ab)/da = b, d(ab)/db = a
-  return record(out, "mul", {a, b}, [a = a.detach(), b = b.detach(), ga = a.requires_grad(),
-                                     gb = b.requires_grad()](const Tensor& g) {
-    return Grads{ga ? sum_to(mul(g, b), a.shape()) : Tensor(), gb ? sum_to(mul(g, a), b.shape()) : Tensor()};
-  });
+  return record(
+      out, "mul", {a, b},
+      [a = a.detach(), b = b.detach(), ga = a.requires_grad(), gb = b.requires_grad()](const Tensor& g) {
+        return Grads{ga ? sum_to(mul(g, b), a.shape()) : Tensor(),
+                     gb ? sum_to(mul(g, a), b.shape()) : Tensor()};
+      });
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward(BinaryOp::Div, a, b, "div");
   // d(a/b)/da = 1/b, d(a/b)/db = −a/b² = −out/b
-  return record(out, "div", {a, b}, [a_shape = a.shape(), b = b.detach(), y = out.detach(),
-                                     gb = b.requires_grad()](const Tensor& g) {
-    const Tensor g_over_b = div(g, b);
-    return Grads{sum_to(g_over_b, a_shape), gb ? sum_to(neg(mul(g_over_b, y)), b.shape()) : Tensor()};
-  });
+  return record(
+      out, "div", {a, b},
+      [a_shape = a.shape(), b = b.detach(), y = out.detach(), gb = b.requires_grad()](const Tensor& g) {
+        const Tensor g_over_b = div(g, b);
+        return Grads{sum_to(g_over_b, a_shape), gb ? sum_to(neg(mul(g_over_b, y)), b.shape()) : Tensor()};
+      });
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward(BinaryOp::Pow, a, b, "pow");
   // d(a^b)/da = b·a^(b−1), d(a^b)/db = a^b·log(a)
-  return record(out, "pow", {a, b}, [a = a.detach(), b = b.detach(), y = out.detach(),
-                                     gb = b.requires_grad()](const Tensor& g) {
-    const Tensor da = mul(g, mul(b, pow(a, sub(b, 1.0))));
-    return Grads{sum_to(da, a.shape()), gb ? sum_to(mul(g, mul(y, log(a))), b.shape()) : Tensor()};
-  });
+  return record(
+      out, "pow", {a, b},
+      [a = a.detach(), b = b.detach(), y = out.detach(), gb = b.requires_grad()](const Tensor& g) {
+        const Tensor da = mul(g, mul(b, pow(a, sub(b, 1.0))));
+        return Grads{sum_to(da, a.shape()), gb ? sum_to(mul(g, mul(y, log(a))), b.shape()) : Tensor()};
+      });
 }
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
@@ -108,7 +112,8 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check(a.dtype() == b.dtype(), "where: dtypes differ: a is ", dtype_name(a.dtype()), ", b is ",
         dtype_name(b.dtype()));
-  const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  const Shape shape =
+      broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   Tensor out = empty(shape, a.dtype(), a.device());
   kernels::where(cond, a, b, out);
   return record(out, "where", {a, b}, [c = cond.detach(), sa = a.shape(), sb = b.shape()](const Tensor& g) {
@@ -166,9 +171,8 @@ Tensor neg(const Tensor& x) {
 
 Tensor abs(const Tensor& x) {
   Tensor out = unary_forward(UnaryOp::Abs, x);
-  return record(out, "abs", {x}, [x = x.detach()](const Tensor& g) {
-    return Grads{unary_backward(UnaryGradOp::Abs, x, g)};
-  });
+  return record(out, "abs", {x},
+                [x = x.detach()](const Tensor& g) { return Grads{unary_backward(UnaryGradOp::Abs, x, g)}; });
 }
 
 Tensor exp(const Tensor& x) {
@@ -190,9 +194,8 @@ Tensor sqrt(const Tensor& x) {
 Tensor rsqrt(const Tensor& x) {
   Tensor out = unary_forward(UnaryOp::Rsqrt, x);
   // d x^(−1/2)/dx = −½ x^(−3/2) = −½ y³
-  return record(out, "rsqrt", {x}, [y = out.detach()](const Tensor& g) {
-    return Grads{mul(g, mul(pow(y, 3.0), -0.5))};
-  });
+  return record(out, "rsqrt", {x},
+                [y = out.detach()](const Tensor& g) { return Grads{mul(g, mul(pow(y, 3.0), -0.5))}; });
 }
 
 Tensor square(const Tensor& x) {
@@ -202,9 +205,8 @@ Tensor square(const Tensor& x) {
 
 Tensor relu(const Tensor& x) {
   Tensor out = unary_forward(UnaryOp::Relu, x);
-  return record(out, "relu", {x}, [x = x.detach()](const Tensor& g) {
-    return Grads{unary_backward(UnaryGradOp::Relu, x, g)};
-  });
+  return record(out, "relu", {x},
+                [x = x.detach()](const Tensor& g) { return Grads{unary_backward(UnaryGradOp::Relu, x, g)}; });
 }
 
 Tensor leaky_relu(const Tensor& x, double slope) {
@@ -216,9 +218,8 @@ Tensor leaky_relu(const Tensor& x, double slope) {
 
 Tensor gelu(const Tensor& x) {
   Tensor out = unary_forward(UnaryOp::Gelu, x);
-  return record(out, "gelu", {x}, [x = x.detach()](const Tensor& g) {
-    return Grads{unary_backward(UnaryGradOp::Gelu, x, g)};
-  });
+  return record(out, "gelu", {x},
+                [x = x.detach()](const Tensor& g) { return Grads{unary_backward(UnaryGradOp::Gelu, x, g)}; });
 }
 
 Tensor sigmoid(const Tensor& x) {

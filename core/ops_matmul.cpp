@@ -36,7 +36,8 @@ Tensor matmul_batched(const Tensor& a, const Tensor& b) {
   const int64_t n = a.size(-2), k = a.size(-1), m = b.size(-1);
   check(b.size(-2) == k, "matmul: a has shape ", a.shape(), " but b has shape ", b.shape(),
         ": inner dimensions ", k, " and ", b.size(-2), " differ");
-  const Shape a_batch(a.shape().begin(), a.shape().end() - 2), b_batch(b.shape().begin(), b.shape().end() - 2);
+  const Shape a_batch(a.shape().begin(), a.shape().end() - 2),
+      b_batch(b.shape().begin(), b.shape().end() - 2);
   Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
   Shape out_shape = batch;
   out_shape.push_back(n);
@@ -87,11 +88,12 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     return matmul(a.reshape({-1, a.size(-1)}), b).reshape(out_shape);
   }
   Tensor out = matmul_batched(a, b);
-  return record(out, "matmul", {a, b}, [a = a.detach(), b = b.detach(), ga = a.requires_grad(),
-                                        gb = b.requires_grad()](const Tensor& g) {
-    return std::vector<Tensor>{ga ? sum_to(matmul(g, b.transpose(-1, -2)), a.shape()) : Tensor(),
-                               gb ? sum_to(matmul(a.transpose(-1, -2), g), b.shape()) : Tensor()};
-  });
+  return record(
+      out, "matmul", {a, b},
+      [a = a.detach(), b = b.detach(), ga = a.requires_grad(), gb = b.requires_grad()](const Tensor& g) {
+        return std::vector<Tensor>{ga ? sum_to(matmul(g, b.transpose(-1, -2)), a.shape()) : Tensor(),
+                                   gb ? sum_to(matmul(a.transpose(-1, -2), g), b.shape()) : Tensor()};
+      });
 }
 
 }  // namespace nl

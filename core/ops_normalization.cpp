@@ -27,11 +27,11 @@ namespace {
 
 // What the forward keeps for the backward.
 struct NormalizeSaved {
-  Tensor x;           // contiguous, detached input
-  Tensor weight;      // contiguous, detached, flattened; undefined means 1
+  Tensor x;       // contiguous, detached input
+  Tensor weight;  // contiguous, detached, flattened; undefined means 1
   NormLayout layout;
-  NormStats stats;    // float64 per statistic group: mean, inv_std (and r, d for BatchRenorm)
-  bool batch_stats;   // the statistics came from x, so the gradient flows through them
+  NormStats stats;   // float64 per statistic group: mean, inv_std (and r, d for BatchRenorm)
+  bool batch_stats;  // the statistics came from x, so the gradient flows through them
 };
 
 Tensor dense_detached(const Tensor& t) {
@@ -41,30 +41,31 @@ Tensor dense_detached(const Tensor& t) {
 }
 
 // Records the closed-form backward for y, the normalization of x described by `saved`.
-Tensor record_normalize(const char* op, const Tensor& x, const Tensor& y, NormalizeSaved saved, const Tensor& weight,
-                        const Tensor& bias) {
+Tensor record_normalize(const char* op, const Tensor& x, const Tensor& y, NormalizeSaved saved,
+                        const Tensor& weight, const Tensor& bias) {
   const bool want_dx = x.requires_grad();
   const bool want_dw = weight.defined() && weight.requires_grad();
   const bool want_db = bias.defined() && bias.requires_grad();
   const Shape w_shape = weight.defined() ? weight.shape() : Shape{};
   const Shape b_shape = bias.defined() ? bias.shape() : Shape{};
-  return record(y, op, {x, weight, bias}, [saved = std::move(saved), want_dx, want_dw, want_db, w_shape,
-                                            b_shape](const Tensor& grad_y) {
-    const Tensor dy = grad_y.contiguous();
-    const DType dt = saved.x.dtype();
-    // dx is fresh and the kernel overwrites it (GradWrite::assign): no zero-fill, no read-back.
-    Tensor dx = want_dx ? empty(saved.x.shape(), dt, saved.x.device()) : Tensor();
-    Tensor dw = want_dw ? zeros({saved.layout.num_channels()}, dt) : Tensor();
-    Tensor db = want_db ? zeros({saved.layout.num_channels()}, dt) : Tensor();
-    kernels::normalize_backward(saved.x, dy, saved.layout, saved.stats, saved.weight, saved.batch_stats, dx, dw,
-                                db, kernels::GradWrite::assign);
-    return Grads{dx, want_dw ? dw.reshape(w_shape) : Tensor(), want_db ? db.reshape(b_shape) : Tensor()};
-  });
+  return record(
+      y, op, {x, weight, bias},
+      [saved = std::move(saved), want_dx, want_dw, want_db, w_shape, b_shape](const Tensor& grad_y) {
+        const Tensor dy = grad_y.contiguous();
+        const DType dt = saved.x.dtype();
+        // dx is fresh and the kernel overwrites it (GradWrite::assign): no zero-fill, no read-back.
+        Tensor dx = want_dx ? empty(saved.x.shape(), dt, saved.x.device()) : Tensor();
+        Tensor dw = want_dw ? zeros({saved.layout.num_channels()}, dt) : Tensor();
+        Tensor db = want_db ? zeros({saved.layout.num_channels()}, dt) : Tensor();
+        kernels::normalize_backward(saved.x, dy, saved.layout, saved.stats, saved.weight, saved.batch_stats,
+                                    dx, dw, db, kernels::GradWrite::assign);
+        return Grads{dx, want_dw ? dw.reshape(w_shape) : Tensor(), want_db ? db.reshape(b_shape) : Tensor()};
+      });
 }
 
 // y = weight · (r · (x − mean) · inv_std + d) + bias with given statistics, recorded with the backward.
-Tensor normalize(const char* op, const Tensor& x, const NormLayout& layout, NormStats stats, const Tensor& weight,
-                 const Tensor& bias, bool batch_stats) {
+Tensor normalize(const char* op, const Tensor& x, const NormLayout& layout, NormStats stats,
+                 const Tensor& weight, const Tensor& bias, bool batch_stats) {
   NormalizeSaved saved{dense_detached(x), dense_detached(weight), layout, std::move(stats), batch_stats};
   Tensor y = empty(x.shape(), x.dtype(), x.device());
   kernels::normalize_forward(saved.x, layout, saved.stats, saved.weight, dense_detached(bias), y);
@@ -197,10 +198,11 @@ double cumulative_average_factor(int64_t num_batches_tracked) {
   return 1.0 / static_cast<double>(num_batches_tracked);
 }
 
-// ---- BatchNorm ----------------------------------------------------------------------------------------------
+// ---- BatchNorm
+// ----------------------------------------------------------------------------------------------
 
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
-                  const Tensor& bias, bool training, double momentum, double eps) {
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum, double eps) {
   const char* op = "batch_norm";
   check_input(op, x, 2);
   check_eps(op, eps);
@@ -227,7 +229,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   return y;
 }
 
-// ---- Ghost BatchNorm ----------------------------------------------------------------------------------------
+// ---- Ghost BatchNorm
+// ----------------------------------------------------------------------------------------
 
 Tensor ghost_batch_norm(const Tensor& x, int64_t virtual_batch_size, const Tensor& running_mean,
                         const Tensor& running_var, const Tensor& num_batches_tracked, const Tensor& weight,
@@ -245,8 +248,10 @@ Tensor ghost_batch_norm(const Tensor& x, int64_t virtual_batch_size, const Tenso
   if (!training) return batch_norm(x, running_mean, running_var, weight, bias, false, 0.0, eps);
 
   const int64_t V = virtual_batch_size, blocks = N / V, M = V * S;
-  check(M > 1, op, ": expected more than 1 value per channel in each virtual batch when training, got input of "
-        "shape ", x.shape(), " with virtual_batch_size ", V);
+  check(M > 1, op,
+        ": expected more than 1 value per channel in each virtual batch when training, got input of "
+        "shape ",
+        x.shape(), " with virtual_batch_size ", V);
   const NormLayout layout{blocks, V, C, 1, S, true};
   if (running_mean.defined()) {
     if (momentum) check_momentum(op, *momentum);
@@ -273,10 +278,12 @@ Tensor ghost_batch_norm(const Tensor& x, int64_t virtual_batch_size, const Tenso
   return y;
 }
 
-// ---- InstanceNorm -------------------------------------------------------------------------------------------
+// ---- InstanceNorm
+// -------------------------------------------------------------------------------------------
 
-Tensor instance_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
-                     const Tensor& bias, bool use_input_stats, double momentum, double eps) {
+Tensor instance_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                     const Tensor& weight, const Tensor& bias, bool use_input_stats, double momentum,
+                     double eps) {
   const char* op = "instance_norm";
   check_input(op, x, 2);
   check_eps(op, eps);
@@ -287,9 +294,11 @@ Tensor instance_norm(const Tensor& x, const Tensor& running_mean, const Tensor& 
   const NormLayout layout{N, 1, C, 1, S, true};
 
   if (!use_input_stats) {
-    check(running_mean.defined(), op, ": running_mean and running_var are required when use_input_stats is false");
-    return normalize(op, x, layout, {as_stats(running_mean, N), inv_std_of(as_stats(running_var, N), eps), {}, {}},
-                     weight, bias, false);
+    check(running_mean.defined(), op,
+          ": running_mean and running_var are required when use_input_stats is false");
+    return normalize(op, x, layout,
+                     {as_stats(running_mean, N), inv_std_of(as_stats(running_var, N), eps), {}, {}}, weight,
+                     bias, false);
   }
   check(S > 1, op, ": expected more than 1 spatial element when training, got input of shape ", x.shape());
   if (running_mean.defined()) check_momentum(op, momentum);
@@ -303,7 +312,8 @@ Tensor instance_norm(const Tensor& x, const Tensor& running_mean, const Tensor& 
   return y;
 }
 
-// ---- LayerNorm and RMSNorm ---------------------------------------------------------------------------------
+// ---- LayerNorm and RMSNorm
+// ---------------------------------------------------------------------------------
 
 namespace {
 
@@ -334,7 +344,8 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   return normalize_with_batch_stats(op, x, layout, eps, weight, bias);
 }
 
-Tensor rms_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, std::optional<double> eps) {
+Tensor rms_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                std::optional<double> eps) {
   const char* op = "rms_norm";
   check_input(op, x, 1);
   const double e = eps.value_or(x.dtype() == kFloat32 ? std::numeric_limits<float>::epsilon()
@@ -347,7 +358,8 @@ Tensor rms_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& we
   return normalize_with_batch_stats(op, x, layout, e, weight, Tensor());
 }
 
-// ---- GroupNorm ------------------------------------------------------------------------------------------------
+// ---- GroupNorm
+// ------------------------------------------------------------------------------------------------
 
 Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, double eps) {
   const char* op = "group_norm";
@@ -363,10 +375,12 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
   return normalize_with_batch_stats(op, x, layout, eps, weight, bias);
 }
 
-// ---- Batch Renormalization ----------------------------------------------------------------------------------
+// ---- Batch Renormalization
+// ----------------------------------------------------------------------------------
 
-Tensor batch_renorm(const Tensor& x, const Tensor& running_mean, const Tensor& running_std, const Tensor& weight,
-                    const Tensor& bias, bool training, double rmax, double dmax, double momentum, double eps) {
+Tensor batch_renorm(const Tensor& x, const Tensor& running_mean, const Tensor& running_std,
+                    const Tensor& weight, const Tensor& bias, bool training, double rmax, double dmax,
+                    double momentum, double eps) {
   const char* op = "batch_renorm";
   check_input(op, x, 2);
   check_eps(op, eps);
@@ -376,7 +390,8 @@ Tensor batch_renorm(const Tensor& x, const Tensor& running_mean, const Tensor& r
   check_param(op, "weight", weight, {C}, x);
   check_param(op, "bias", bias, {C}, x);
   check_running(op, running_mean, running_std, "running_std", {C}, x);
-  check(running_mean.defined(), op, ": running_mean and running_std are required (r and d are defined by them)");
+  check(running_mean.defined(), op,
+        ": running_mean and running_std are required (r and d are defined by them)");
   const NormLayout layout{1, N, C, 1, S, true};
 
   const Tensor mu = as_stats(running_mean), sigma = as_stats(running_std);
@@ -385,7 +400,8 @@ Tensor batch_renorm(const Tensor& x, const Tensor& running_mean, const Tensor& r
     for (int64_t c = 0; c < C; ++c) inv_sigma.data<double>()[c] = 1.0 / sigma.data<double>()[c];
     return normalize(op, x, layout, {mu, inv_sigma, {}, {}}, weight, bias, false);
   }
-  check(N * S > 1, op, ": expected more than 1 value per channel when training, got input of shape ", x.shape());
+  check(N * S > 1, op, ": expected more than 1 value per channel when training, got input of shape ",
+        x.shape());
   check_momentum(op, momentum);
   Moments m = batch_moments(dense_detached(x), layout);
   Tensor inv_std = inv_std_of(m.var, eps), r = empty({C}, kFloat64), d = empty({C}, kFloat64);

@@ -90,7 +90,8 @@ Tensor extreme(ReduceOp op, const Tensor& x, std::vector<int64_t> axes, bool kee
 Tensor sum(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
   const Reduction r = plan(x, std::move(axes), keepdim, "sum");
   Tensor out = reduce_forward(ReduceOp::Sum, x, r, "sum");
-  return record(out, "sum", {x}, [r, shape = x.shape()](const Tensor& g) { return Grads{spread(g, r, shape)}; });
+  return record(out, "sum", {x},
+                [r, shape = x.shape()](const Tensor& g) { return Grads{spread(g, r, shape)}; });
 }
 
 Tensor mean(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {

@@ -37,8 +37,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
           dtype_name(first.dtype()));
     for (int64_t d = 0; d < t.dim(); ++d)
       check(d == dim || t.size(d) == first.size(d), "cat: tensor ", i, " has shape ", t.shape(),
-            " but tensor 0 has shape ", first.shape(), ": they differ in dim ", d, " (joining along dim ", dim,
-            ")");
+            " but tensor 0 has shape ", first.shape(), ": they differ in dim ", d, " (joining along dim ",
+            dim, ")");
     out_shape[dim] += t.size(dim);
   }
   Tensor out = empty(out_shape, first.dtype(), first.device());

@@ -97,7 +97,8 @@ void manual_seed(uint64_t seed) { default_generator().seed(seed); }
 Tensor rand(const Shape& shape, DType dtype, Generator* gen, double lo, double hi) {
   Generator& g = pick(gen);
   if (dtype == kFloat32)
-    return fill_with(shape, dtype, "rand", [&] { return lo + (hi - lo) * static_cast<double>(g.next_float()); });
+    return fill_with(shape, dtype, "rand",
+                     [&] { return lo + (hi - lo) * static_cast<double>(g.next_float()); });
   return fill_with(shape, dtype, "rand", [&] { return lo + (hi - lo) * g.next_double(); });
 }
 

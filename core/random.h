@@ -20,9 +20,9 @@ class Generator {
   explicit Generator(uint64_t seed = 0x5eed);
   void seed(uint64_t seed);
   uint64_t next_u64();
-  double next_double();  // [0, 1) with 53 bits
-  float next_float();    // [0, 1) with 24 bits
-  double next_normal();  // standard normal
+  double next_double();                      // [0, 1) with 53 bits
+  float next_float();                        // [0, 1) with 24 bits
+  double next_normal();                      // standard normal
   int64_t next_int(int64_t lo, int64_t hi);  // [lo, hi)
 
   // Whole state, for checkpoints: the four words, the cached normal and whether it is valid.
@@ -44,7 +44,8 @@ Generator& default_generator();
 void manual_seed(uint64_t seed);
 
 // Uniform on [lo, hi).
-Tensor rand(const Shape& shape, DType dtype = kFloat32, Generator* gen = nullptr, double lo = 0, double hi = 1);
+Tensor rand(const Shape& shape, DType dtype = kFloat32, Generator* gen = nullptr, double lo = 0,
+            double hi = 1);
 // Normal with the given mean and standard deviation.
 Tensor randn(const Shape& shape, DType dtype = kFloat32, Generator* gen = nullptr, double mean = 0,
              double stddev = 1);

@@ -34,20 +34,28 @@ struct Json {
 
 const char* kind_name(Json::Kind k) {
   switch (k) {
-    case Json::Kind::Null: return "null";
-    case Json::Kind::Bool: return "a boolean";
-    case Json::Kind::Integer: return "an integer";
-    case Json::Kind::Fraction: return "a fractional number";
-    case Json::Kind::String: return "a string";
-    case Json::Kind::Array: return "an array";
-    case Json::Kind::Object: return "an object";
+    case Json::Kind::Null:
+      return "null";
+    case Json::Kind::Bool:
+      return "a boolean";
+    case Json::Kind::Integer:
+      return "an integer";
+    case Json::Kind::Fraction:
+      return "a fractional number";
+    case Json::Kind::String:
+      return "a string";
+    case Json::Kind::Array:
+      return "an array";
+    case Json::Kind::Object:
+      return "an object";
   }
   return "a value";
 }
 
 class JsonParser {
  public:
-  JsonParser(const char* data, size_t size, const std::string& source) : p_(data), n_(size), source_(source) {}
+  JsonParser(const char* data, size_t size, const std::string& source)
+      : p_(data), n_(size), source_(source) {}
 
   Json parse_document() {
     Json v = value(0);
@@ -143,7 +151,8 @@ class JsonParser {
     bool overflow = false;
     while (i_ < n_ && p_[i_] >= '0' && p_[i_] <= '9') {
       const uint64_t digit = static_cast<uint64_t>(p_[i_++] - '0');
-      if (magnitude > (static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - digit) / 10) overflow = true;
+      if (magnitude > (static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - digit) / 10)
+        overflow = true;
       magnitude = magnitude * 10 + digit;
     }
     if (i_ < n_ && (p_[i_] == '.' || p_[i_] == 'e' || p_[i_] == 'E')) {
@@ -172,10 +181,14 @@ class JsonParser {
     for (int k = 0; k < 4; ++k) {
       const char h = p_[i_++];
       code <<= 4;
-      if (h >= '0' && h <= '9') code |= static_cast<unsigned>(h - '0');
-      else if (h >= 'a' && h <= 'f') code |= static_cast<unsigned>(h - 'a' + 10);
-      else if (h >= 'A' && h <= 'F') code |= static_cast<unsigned>(h - 'A' + 10);
-      else fail("bad hex digit in a \\u escape");
+      if (h >= '0' && h <= '9')
+        code |= static_cast<unsigned>(h - '0');
+      else if (h >= 'a' && h <= 'f')
+        code |= static_cast<unsigned>(h - 'a' + 10);
+      else if (h >= 'A' && h <= 'F')
+        code |= static_cast<unsigned>(h - 'A' + 10);
+      else
+        fail("bad hex digit in a \\u escape");
     }
     return code;
   }
@@ -213,18 +226,35 @@ class JsonParser {
       if (i_ >= n_) fail("unterminated escape");
       const char e = p_[i_++];
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           unsigned cp = hex4();
           if (cp >= 0xD800 && cp < 0xDC00) {  // a surrogate pair encodes one code point above U+FFFF
-            if (i_ + 2 > n_ || p_[i_] != '\\' || p_[i_ + 1] != 'u') fail("unpaired surrogate in a \\u escape");
+            if (i_ + 2 > n_ || p_[i_] != '\\' || p_[i_ + 1] != 'u')
+              fail("unpaired surrogate in a \\u escape");
             i_ += 2;
             const unsigned low = hex4();
             if (low < 0xDC00 || low >= 0xE000) fail("unpaired surrogate in a \\u escape");
@@ -235,7 +265,8 @@ class JsonParser {
           append_utf8(out, cp);
           break;
         }
-        default: fail(cat_str("unknown escape '\\", e, "'"));
+        default:
+          fail(cat_str("unknown escape '\\", e, "'"));
       }
     }
   }
@@ -251,10 +282,14 @@ void write_json_string(std::string& out, const std::string& s) {
   out += '"';
   for (const char c : s) {
     const auto u = static_cast<unsigned char>(c);
-    if (c == '"') out += "\\\"";
-    else if (c == '\\') out += "\\\\";
-    else if (u < 0x20) out += cat_str("\\u00", hex[u >> 4], hex[u & 0xF]);
-    else out += c;  // UTF-8 passes through unchanged
+    if (c == '"')
+      out += "\\\"";
+    else if (c == '\\')
+      out += "\\\\";
+    else if (u < 0x20)
+      out += cat_str("\\u00", hex[u >> 4], hex[u & 0xF]);
+    else
+      out += c;  // UTF-8 passes through unchanged
   }
   out += '"';
 }
@@ -263,9 +298,12 @@ void write_json_string(std::string& out, const std::string& s) {
 
 const char* safetensors_dtype(DType t) {
   switch (t) {
-    case DType::Float32: return "F32";
-    case DType::Float64: return "F64";
-    case DType::Int64: return "I64";
+    case DType::Float32:
+      return "F32";
+    case DType::Float64:
+      return "F64";
+    case DType::Int64:
+      return "I64";
   }
   return "?";
 }
@@ -293,10 +331,14 @@ Entry parse_entry(const std::string& name, const Json& v, uint64_t buffer_size, 
   if (v.kind != Json::Kind::Object) throw bad(cat_str("is ", kind_name(v.kind), ", expected an object"));
   const Json *dtype = nullptr, *shape = nullptr, *offsets = nullptr;
   for (const auto& [key, field] : v.object) {
-    if (key == "dtype") dtype = &field;
-    else if (key == "shape") shape = &field;
-    else if (key == "data_offsets") offsets = &field;
-    else throw bad(cat_str("has an unknown field \"", key, "\""));
+    if (key == "dtype")
+      dtype = &field;
+    else if (key == "shape")
+      shape = &field;
+    else if (key == "data_offsets")
+      offsets = &field;
+    else
+      throw bad(cat_str("has an unknown field \"", key, "\""));
   }
   if (!dtype || !shape || !offsets) throw bad("lacks one of \"dtype\", \"shape\", \"data_offsets\"");
   Entry e{name, DType::Float32, {}, 0, 0};
@@ -306,7 +348,8 @@ Entry parse_entry(const std::string& name, const Json& v, uint64_t buffer_size, 
   if (shape->kind != Json::Kind::Array) throw bad("has a shape that is not an array");
   uint64_t numel = 1;
   for (const Json& d : shape->array) {
-    if (d.kind != Json::Kind::Integer || d.integer < 0) throw bad("has a shape entry that is not an integer >= 0");
+    if (d.kind != Json::Kind::Integer || d.integer < 0)
+      throw bad("has a shape entry that is not an integer >= 0");
     e.shape.push_back(d.integer);
     if (d.integer != 0 && numel > (uint64_t{1} << 62) / static_cast<uint64_t>(d.integer))
       throw bad(cat_str("has an impossibly large shape ", e.shape));
@@ -319,8 +362,9 @@ Entry parse_entry(const std::string& name, const Json& v, uint64_t buffer_size, 
   e.begin = static_cast<uint64_t>(offsets->array[0].integer);
   e.end = static_cast<uint64_t>(offsets->array[1].integer);
   if (e.end > buffer_size)
-    throw Error(cat_str("load_safetensors: ", source, ": truncated: tensor '", name, "' needs bytes [", e.begin,
-                        ", ", e.end, ") of the data buffer, which has only ", buffer_size, " bytes"));
+    throw Error(cat_str("load_safetensors: ", source, ": truncated: tensor '", name, "' needs bytes [",
+                        e.begin, ", ", e.end, ") of the data buffer, which has only ", buffer_size,
+                        " bytes"));
   const uint64_t expected = numel * dtype_size(e.dtype);
   if (e.end - e.begin != expected)
     throw bad(cat_str("has shape ", e.shape, " and dtype ", dtype->string, " (", expected,
@@ -375,7 +419,8 @@ std::string encode_safetensors(const std::vector<std::pair<std::string, Tensor>>
   for (int k = 0; k < 8; ++k) out += static_cast<char>((n >> (8 * k)) & 0xFF);
   out += header;
   for (const Tensor& t : dense)
-    out.append(static_cast<const char*>(t.raw_data()), static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
+    out.append(static_cast<const char*>(t.raw_data()),
+               static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
   return out;
 }
 
@@ -384,7 +429,8 @@ SafetensorsContents decode_safetensors(const std::string& bytes, const std::stri
   check(bytes.size() >= 8, where, "truncated: the file has ", bytes.size(),
         " bytes, fewer than the 8-byte header length");
   uint64_t header_len = 0;
-  for (int k = 0; k < 8; ++k) header_len |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[k])) << (8 * k);
+  for (int k = 0; k < 8; ++k)
+    header_len |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[k])) << (8 * k);
   check(header_len <= kMaxHeaderBytes, where, "the header length field says ", header_len,
         " bytes (more than the ", kMaxHeaderBytes, " allowed): not a safetensors file, or corrupt");
   check(header_len <= bytes.size() - 8, where, "truncated: the header length field says ", header_len,
@@ -415,16 +461,17 @@ SafetensorsContents decode_safetensors(const std::string& bytes, const std::stri
   // The tensors must tile the data buffer: no gap, no overlap, nothing after the last one.
   std::vector<const Entry*> by_offset;
   for (const Entry& e : entries) by_offset.push_back(&e);
-  std::stable_sort(by_offset.begin(), by_offset.end(),
-                   [](const Entry* a, const Entry* b) { return a->begin != b->begin ? a->begin < b->begin : a->end < b->end; });
+  std::stable_sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
   uint64_t covered = 0;
   for (const Entry* e : by_offset) {
     check(e->begin == covered, where, "corrupt header: tensor '", e->name, "' starts at byte ", e->begin,
           " of the data buffer but the previous tensors end at ", covered, " (a gap or an overlap)");
     covered = e->end;
   }
-  check(covered == buffer_size, where, "corrupt file: the tensors cover ", covered, " bytes but the data buffer has ",
-        buffer_size, " (trailing bytes)");
+  check(covered == buffer_size, where, "corrupt file: the tensors cover ", covered,
+        " bytes but the data buffer has ", buffer_size, " (trailing bytes)");
 
   // Only now, with everything validated, make the tensors.
   for (const Entry& e : entries) {

@@ -42,8 +42,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   for (size_t i = 0; i < rank; ++i) {
     const int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
     const int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
-    check(da == db || da == 1 || db == 1, op, ": shapes ", a, " and ", b,
-          " cannot be broadcast: dimension ", i, " is ", da, " vs ", db);
+    check(da == db || da == 1 || db == 1, op, ": shapes ", a, " and ", b, " cannot be broadcast: dimension ",
+          i, " is ", da, " vs ", db);
     out[i] = da == 1 ? db : da;
   }
   return out;
@@ -234,9 +234,8 @@ Tensor Tensor::view(Shape new_shape) const {
         " is not contiguous; call reshape() (which copies) or contiguous() first");
   Tensor out = make_view(*this, new_shape, contiguous_strides(new_shape), offset());
   const Shape in_shape = shape();
-  return record(out, "view", {*this}, [in_shape](const Tensor& g) {
-    return std::vector<Tensor>{g.reshape(in_shape)};
-  });
+  return record(out, "view", {*this},
+                [in_shape](const Tensor& g) { return std::vector<Tensor>{g.reshape(in_shape)}; });
 }
 
 Tensor Tensor::reshape(Shape new_shape) const {
@@ -270,9 +269,8 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
     st[i] = strides()[d];
   }
   Tensor out = make_view(*this, s, st, offset());
-  return record(out, "permute", {*this}, [inverse](const Tensor& g) {
-    return std::vector<Tensor>{g.permute(inverse)};
-  });
+  return record(out, "permute", {*this},
+                [inverse](const Tensor& g) { return std::vector<Tensor>{g.permute(inverse)}; });
 }
 
 Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
@@ -337,9 +335,8 @@ Tensor Tensor::squeeze(int64_t d) const {
   st.erase(st.begin() + d);
   Tensor out = make_view(*this, s, st, offset());
   const Shape in_shape = shape();
-  return record(out, "squeeze", {*this}, [in_shape](const Tensor& g) {
-    return std::vector<Tensor>{g.reshape(in_shape)};
-  });
+  return record(out, "squeeze", {*this},
+                [in_shape](const Tensor& g) { return std::vector<Tensor>{g.reshape(in_shape)}; });
 }
 
 Tensor Tensor::expand(const Shape& target) const {
@@ -355,9 +352,8 @@ Tensor Tensor::expand(const Shape& target) const {
   }
   Tensor out = make_view(*this, target, st, offset());
   const Shape in_shape = shape();
-  return record(out, "expand", {*this}, [in_shape](const Tensor& g) {
-    return std::vector<Tensor>{sum_to(g, in_shape)};
-  });
+  return record(out, "expand", {*this},
+                [in_shape](const Tensor& g) { return std::vector<Tensor>{sum_to(g, in_shape)}; });
 }
 
 Tensor Tensor::contiguous() const {
@@ -406,8 +402,8 @@ Tensor& Tensor::fill_(double value) {
 }
 
 Tensor& Tensor::copy_(const Tensor& src) {
-  check(src.numel() == numel() || broadcast_shapes(src.shape(), shape(), "copy_") == shape(), "copy_: source ",
-        src.shape(), " does not match destination ", shape());
+  check(src.numel() == numel() || broadcast_shapes(src.shape(), shape(), "copy_") == shape(),
+        "copy_: source ", src.shape(), " does not match destination ", shape());
   Tensor s = src.shape() == shape() ? src : src.reshape(src.numel() == numel() ? shape() : src.shape());
   if (s.shape() != shape()) s = s.expand(shape());
   kernels::copy(s, *this);

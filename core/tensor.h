@@ -117,7 +117,7 @@ class Tensor {
   const std::shared_ptr<Node>& grad_fn() const { return checked().grad_fn; }
   Tensor grad() const;  // undefined until a backward pass reaches this tensor
   void set_grad(const Tensor& g);
-  void zero_grad();  // drops .grad (the next backward starts from zero)
+  void zero_grad();       // drops .grad (the next backward starts from zero)
   void backward() const;  // from a one-element tensor: seeds with 1
   void backward(const Tensor& grad_output) const;
   void retain_grad();
@@ -127,7 +127,7 @@ class Tensor {
   // under no_grad or on tensors that do not require grad.
   Tensor& fill_(double value);
   Tensor& zero_() { return fill_(0.0); }
-  Tensor& copy_(const Tensor& src);  // same shape (src may broadcast), converts dtype
+  Tensor& copy_(const Tensor& src);                       // same shape (src may broadcast), converts dtype
   Tensor& add_(const Tensor& other, double alpha = 1.0);  // this += alpha * other
   Tensor& mul_(double value);
 

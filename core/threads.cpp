@@ -46,8 +46,8 @@ void use_fastest_blas_kernel(char** argv) {
 
 std::string runtime_summary() {
   const BlasInfo b = blas_info();
-  std::string s = "OpenBLAS (" + std::string(b.uses_openmp() ? "OpenMP" : "NOT the OpenMP build") + ", kernel " +
-                  b.core + "), " + std::to_string(get_num_threads()) + " threads";
+  std::string s = "OpenBLAS (" + std::string(b.uses_openmp() ? "OpenMP" : "NOT the OpenMP build") +
+                  ", kernel " + b.core + "), " + std::to_string(get_num_threads()) + " threads";
   if (!b.uses_openmp())
     s += " -- WARNING: linked against a non-OpenMP OpenBLAS; its threads will fight ours. Install "
          "libopenblas-openmp-dev and rebuild.";

@@ -12,9 +12,9 @@ void set_num_threads(int n);
 int get_num_threads();
 
 struct BlasInfo {
-  int parallel = 0;          // openblas_get_parallel(): 0 serial, 1 pthreads, 2 OpenMP
-  std::string core;          // the kernel OpenBLAS runs, e.g. "SkylakeX" or "Prescott"
-  std::string config;        // openblas_get_config()
+  int parallel = 0;    // openblas_get_parallel(): 0 serial, 1 pthreads, 2 OpenMP
+  std::string core;    // the kernel OpenBLAS runs, e.g. "SkylakeX" or "Prescott"
+  std::string config;  // openblas_get_config()
   bool uses_openmp() const { return parallel == 2; }
 };
 BlasInfo blas_info();

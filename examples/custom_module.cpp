@@ -10,7 +10,7 @@
 using namespace nl;
 
 struct ChannelAffine : Module {
-  Tensor gamma, beta;  // parameters, shape (C)
+  Tensor gamma, beta;                       // parameters, shape (C)
   Tensor batches_seen = zeros({}, kInt64);  // a buffer: saved with the model, never optimized
 
   explicit ChannelAffine(int64_t channels)
@@ -39,8 +39,10 @@ int main() {
   net.emplace<GlobalAvgPool2d>();
   net.emplace<Linear>(4, 2, true, kFloat32, &gen);
   std::printf("%s", net.to_string().c_str());
-  for (auto& [name, p] : net.named_parameters()) std::printf("parameter %-14s %s\n", name.c_str(), shape_str(p.shape()).c_str());
-  for (auto& [name, b] : net.named_buffers()) std::printf("buffer    %-14s %s\n", name.c_str(), shape_str(b.shape()).c_str());
+  for (auto& [name, p] : net.named_parameters())
+    std::printf("parameter %-14s %s\n", name.c_str(), shape_str(p.shape()).c_str());
+  for (auto& [name, b] : net.named_buffers())
+    std::printf("buffer    %-14s %s\n", name.c_str(), shape_str(b.shape()).c_str());
 
   // Class 1 images are brighter: a task the network learns in a few steps.
   const Tensor labels = randint(0, 2, {32}, &gen);
@@ -53,9 +55,11 @@ int main() {
     loss.backward();
     opt.step();
     if (step % 10 == 0 || step == 39)
-      std::printf("step %2d  loss %.4f  accuracy %.0f%%\n", step, loss.item(), 100 * accuracy(logits, labels));
+      std::printf("step %2d  loss %.4f  accuracy %.0f%%\n", step, loss.item(),
+                  100 * accuracy(logits, labels));
   }
   auto* affine = static_cast<ChannelAffine*>(net[1].get());
-  std::printf("ChannelAffine saw %lld batches\n", static_cast<long long>(affine->batches_seen.item<int64_t>()));
+  std::printf("ChannelAffine saw %lld batches\n",
+              static_cast<long long>(affine->batches_seen.item<int64_t>()));
   return 0;
 }

@@ -66,10 +66,11 @@ void run(const char* name, nl::Sequential& model, const nl::Shape& shape, int re
     after = model(x);
   }
   const double t_after = median_ms(model, x, repeats);
-  std::printf("%-28s input %-18s folded %2zu BatchNorms: %8.3f ms -> %8.3f ms  (%.2fx), relative output "
-              "difference %.2e\n",
-              name, nl::shape_str(shape).c_str(), folded.size(), t_before, t_after, t_before / t_after,
-              relative_difference(after, before));
+  std::printf(
+      "%-28s input %-18s folded %2zu BatchNorms: %8.3f ms -> %8.3f ms  (%.2fx), relative output "
+      "difference %.2e\n",
+      name, nl::shape_str(shape).c_str(), folded.size(), t_before, t_after, t_before / t_after,
+      relative_difference(after, before));
 }
 
 }  // namespace
@@ -83,7 +84,8 @@ int main(int argc, char** argv) {
   nl::Sequential cnn;
   int64_t in = 3;
   for (int64_t out : {32, 32, 64, 64}) {
-    cnn.add(std::make_shared<nl::Conv2d>(in, out, 3, nl::Conv2dOptions{.padding = 1, .bias = false, .generator = &gen}));
+    cnn.add(std::make_shared<nl::Conv2d>(in, out, 3,
+                                         nl::Conv2dOptions{.padding = 1, .bias = false, .generator = &gen}));
     cnn.add(std::make_shared<nl::BatchNorm2d>(out));
     cnn.add(std::make_shared<nl::ReLU>());
     in = out;

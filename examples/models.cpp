@@ -16,7 +16,8 @@ struct Features {
 ModulePtr make_norm(const ModelConfig& c, const Features& f) {
   const int64_t C = f.channels;
   if (c.norm == "none") return nullptr;
-  if (c.norm == "batch") return f.spatial() ? ModulePtr(std::make_shared<BatchNorm2d>(C)) : std::make_shared<BatchNorm1d>(C);
+  if (c.norm == "batch")
+    return f.spatial() ? ModulePtr(std::make_shared<BatchNorm2d>(C)) : std::make_shared<BatchNorm1d>(C);
   if (c.norm == "ghost") return std::make_shared<GhostBatchNorm>(C, c.ghost_batch_size);
   if (c.norm == "noisy") return std::make_shared<NoisyBatchNorm>(C);
   if (c.norm == "batchrenorm") {
@@ -102,8 +103,9 @@ std::shared_ptr<Sequential> build_resnet(const ModelConfig& c) {
   if (c.norm != "none") {
     ModelConfig per_stage = c;
     if (c.norm == "layer" || c.norm == "rms")
-      throw Error("--norm layer/rms: not available for --model resnet (feature sizes change per stage); use "
-                  "--norm group --groups 1, which is LayerNorm over (C, H, W) with a per-channel affine");
+      throw Error(
+          "--norm layer/rms: not available for --model resnet (feature sizes change per stage); use "
+          "--norm group --groups 1, which is LayerNorm over (C, H, W) with a per-channel affine");
     o.norm = [per_stage](int64_t channels) { return make_norm(per_stage, {channels, 1, 1}); };
   }
   return small_resnet(o);
@@ -113,8 +115,8 @@ std::shared_ptr<Sequential> build_resnet(const ModelConfig& c) {
 
 void validate(const ModelConfig& c) {
   static const std::set<std::string> models{"mlp", "cnn", "resnet"};
-  static const std::set<std::string> norms{"none", "batch", "layer", "group", "instance",
-                                           "rms", "batchrenorm", "ghost", "noisy"};
+  static const std::set<std::string> norms{"none", "batch",       "layer", "group", "instance",
+                                           "rms",  "batchrenorm", "ghost", "noisy"};
   static const std::set<std::string> biases{"auto", "on", "off"};
   check(models.count(c.model), "--model: unknown model '", c.model, "' (expected mlp, cnn or resnet)");
   check(norms.count(c.norm), "--norm: unknown normalization '", c.norm,
@@ -185,10 +187,12 @@ ModelConfig from_metadata(const std::map<std::string, std::string>& m) {
   return c;
 }
 
-std::vector<Prediction> classify_images(const std::string& checkpoint, const std::vector<std::string>& paths) {
+std::vector<Prediction> classify_images(const std::string& checkpoint,
+                                        const std::vector<std::string>& paths) {
   const Metadata metadata = read_checkpoint_metadata(checkpoint);
   const ModelConfig config = from_metadata(metadata);
-  // The input normalization the model was trained with (Fashion-MNIST's, unless the checkpoint says otherwise).
+  // The input normalization the model was trained with (Fashion-MNIST's, unless the checkpoint says
+  // otherwise).
   double mean = kFashionMnistMean, stddev = kFashionMnistStd;
   if (metadata.count("data.mean") && metadata.count("data.std")) {
     mean = std::stod(metadata.at("data.mean"));
@@ -208,8 +212,6 @@ std::vector<Prediction> classify_images(const std::string& checkpoint, const std
   return out;
 }
 
-std::string summary(const ModelConfig& c) {
-  return c.model + ", norm=" + c.norm + ", bias=" + c.bias;
-}
+std::string summary(const ModelConfig& c) { return c.model + ", norm=" + c.norm + ", bias=" + c.bias; }
 
 }  // namespace nl::examples

@@ -24,13 +24,13 @@
 namespace nl::examples {
 
 struct ModelConfig {
-  std::string model = "cnn";  // mlp | cnn | resnet
+  std::string model = "cnn";   // mlp | cnn | resnet
   std::string norm = "batch";  // none | batch | layer | group | instance | rms | batchrenorm | ghost | noisy
   std::string bias = "auto";   // auto | on | off
   std::vector<int64_t> mlp_hidden = {512, 512};
-  int64_t groups = 8;                // GroupNorm groups (must divide every channel count)
-  int64_t ghost_batch_size = 16;     // GhostBatchNorm virtual batch
-  int64_t renorm_total_steps = 0;    // > 0: BatchRenorm's schedule is scaled to this run length
+  int64_t groups = 8;              // GroupNorm groups (must divide every channel count)
+  int64_t ghost_batch_size = 16;   // GhostBatchNorm virtual batch
+  int64_t renorm_total_steps = 0;  // > 0: BatchRenorm's schedule is scaled to this run length
 };
 
 // Throws nl::Error naming the option when a name or a combination is not supported.

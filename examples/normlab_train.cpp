@@ -33,15 +33,19 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", o.batch_size)->capture_default_str();
   app.add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
   app.add_option("--momentum", o.momentum)->capture_default_str();
-  app.add_option("--weight-decay", o.weight_decay, "on weights only (not on biases, γ, β)")->capture_default_str();
+  app.add_option("--weight-decay", o.weight_decay, "on weights only (not on biases, γ, β)")
+      ->capture_default_str();
   app.add_option("--epochs", o.epochs)->capture_default_str();
-  app.add_option("--schedule", o.schedule, "cosine (after a linear warm-up) | constant")->capture_default_str();
+  app.add_option("--schedule", o.schedule, "cosine (after a linear warm-up) | constant")
+      ->capture_default_str();
   app.add_option("--warmup-steps", o.warmup_steps)->capture_default_str();
   app.add_option("--seed", o.seed)->capture_default_str();
   app.add_option("--threads", o.threads)->capture_default_str();
-  app.add_option("--data", o.data_dir, "Fashion-MNIST folder (default: $NORMLAB_FASHION_MNIST or "
-                                       "/usr/share/datasets/fashion-mnist)");
-  app.add_option("--synthetic", o.synthetic, "train on N synthetic bar images per class instead (no download)");
+  app.add_option("--data", o.data_dir,
+                 "Fashion-MNIST folder (default: $NORMLAB_FASHION_MNIST or "
+                 "/usr/share/datasets/fashion-mnist)");
+  app.add_option("--synthetic", o.synthetic,
+                 "train on N synthetic bar images per class instead (no download)");
   app.add_option("--save", o.save, "checkpoint written after every epoch (safetensors)");
   app.add_option("--resume", o.resume, "continue the run saved in this checkpoint, with its settings");
   app.add_option("--stop-after", o.stop_after_epochs, "stop after this many epochs (continue with --resume)");

@@ -6,9 +6,10 @@
 //   Conv2d(1→8, 3×3) → BatchNorm2d → ReLU → MaxPool2d(2) → Conv2d(8→16, 3×3) → BatchNorm2d → ReLU
 //   → GlobalAvgPool2d → Dropout(0.1) → Linear(16→4)
 // The convs are built with biases and then stripped of them with remove_biases_before_normalization (a bias
-// before BatchNorm cancels exactly). SGD with Nesterov momentum, weight decay only on weights (split_decay_groups),
-// warm-up then cosine learning rate, global-norm gradient clipping. At the end the model and optimizer are saved
-// to a safetensors checkpoint, reloaded into a fresh model, and the two are checked to agree bit for bit.
+// before BatchNorm cancels exactly). SGD with Nesterov momentum, weight decay only on weights
+// (split_decay_groups), warm-up then cosine learning rate, global-norm gradient clipping. At the end the
+// model and optimizer are saved to a safetensors checkpoint, reloaded into a fresh model, and the two are
+// checked to agree bit for bit.
 //
 // Usage: normlab-small-cnn [checkpoint path, default small_cnn.safetensors]
 #include <chrono>
@@ -34,10 +35,18 @@ void make_batch(int64_t n, Generator& gen, Tensor& images, Tensor& labels) {
     for (int64_t k = 0; k < kSize; ++k) {
       int64_t r = 0, c = 0;
       switch (py[i]) {
-        case 0: r = offset, c = k; break;              // horizontal
-        case 1: r = k, c = offset; break;              // vertical
-        case 2: r = k, c = k; break;                   // diagonal
-        default: r = k, c = kSize - 1 - k; break;      // anti-diagonal
+        case 0:
+          r = offset, c = k;
+          break;  // horizontal
+        case 1:
+          r = k, c = offset;
+          break;  // vertical
+        case 2:
+          r = k, c = k;
+          break;  // diagonal
+        default:
+          r = k, c = kSize - 1 - k;
+          break;  // anti-diagonal
       }
       px[(i * kSize + r) * kSize + c] += 1.0f;
     }
@@ -89,8 +98,8 @@ int main(int argc, char** argv) {
     const double lr = opt.current_lr();
     opt.step();
     if (step % 50 == 0 || step == steps - 1)
-      std::printf("step %3d  lr %.4f  loss %.4f  grad norm %6.3f  batch accuracy %5.1f%%\n", step, lr, loss.item(),
-                  grad_norm, 100 * accuracy(logits, y));
+      std::printf("step %3d  lr %.4f  loss %.4f  grad norm %6.3f  batch accuracy %5.1f%%\n", step, lr,
+                  loss.item(), grad_norm, 100 * accuracy(logits, y));
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -103,7 +112,8 @@ int main(int argc, char** argv) {
     NoGradGuard no_record;
     test_logits = (*net)(tx);
   }
-  std::printf("held-out accuracy %.1f%% after %d steps in %.2f s\n", 100 * accuracy(test_logits, ty), steps, seconds);
+  std::printf("held-out accuracy %.1f%% after %d steps in %.2f s\n", 100 * accuracy(test_logits, ty), steps,
+              seconds);
 
   save_checkpoint(path, *net, opt, {{"example", "small_cnn"}});
   auto restored = make_model(99);

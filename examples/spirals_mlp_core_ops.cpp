@@ -40,14 +40,15 @@ Tensor init_weight(int64_t in, int64_t out, Generator& gen) {
 
 int main(int, char** argv) {
   use_fastest_blas_kernel(argv);
-  std::printf("normlab-spirals: MLP on 2-D spirals, core ops + autograd only\n%s\n", runtime_summary().c_str());
+  std::printf("normlab-spirals: MLP on 2-D spirals, core ops + autograd only\n%s\n",
+              runtime_summary().c_str());
   Generator gen(7);
   Tensor x, y, labels;
   make_spirals(300, x, y, labels, gen);
 
-  std::vector<Tensor> params = {init_weight(2, 64, gen), zeros({64}).requires_grad_(),
+  std::vector<Tensor> params = {init_weight(2, 64, gen),  zeros({64}).requires_grad_(),
                                 init_weight(64, 64, gen), zeros({64}).requires_grad_(),
-                                init_weight(64, 3, gen), zeros({3}).requires_grad_()};
+                                init_weight(64, 3, gen),  zeros({3}).requires_grad_()};
   std::vector<Tensor> velocity;
   for (const Tensor& p : params) velocity.push_back(zeros_like(p));
   const double lr = 0.2, momentum = 0.9;

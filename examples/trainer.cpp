@@ -15,7 +15,9 @@ std::function<void(const Module&)> on_training_done;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 struct Data {
   std::shared_ptr<TensorDataset> train, test;
@@ -62,7 +64,8 @@ SchedulePtr make_schedule(const TrainOptions& o, int64_t total_steps) {
   return sequence({linear_warmup(warmup, 0.1), cosine_schedule(total_steps - warmup)}, {warmup});
 }
 
-// ---- the run's settings, as checkpoint metadata ------------------------------------------------------------
+// ---- the run's settings, as checkpoint metadata
+// ------------------------------------------------------------
 
 std::string exact(double v) {
   std::ostringstream s;
@@ -107,17 +110,22 @@ int64_t apply_metadata(const Metadata& m, TrainOptions& o) {
   o.seed = std::stoull(get("trainer.seed"));
   o.synthetic = std::stoll(get("trainer.synthetic"));
   const int64_t next_epoch = std::stoll(get("trainer.next_epoch"));
-  check(next_epoch < o.epochs, "--resume: the run in this checkpoint is complete (", o.epochs, " of ", o.epochs,
-        " epochs)");
+  check(next_epoch < o.epochs, "--resume: the run in this checkpoint is complete (", o.epochs, " of ",
+        o.epochs, " epochs)");
   return next_epoch;
 }
 
-// ---- output --------------------------------------------------------------------------------------------------
+// ---- output
+// --------------------------------------------------------------------------------------------------
 
 class Progress {
  public:
   Progress(bool enabled, int64_t epoch, int64_t epochs, int64_t total)
-      : tty_(enabled && ::isatty(1)), plain_(enabled && !tty_), epoch_(epoch), epochs_(epochs), total_(total) {}
+      : tty_(enabled && ::isatty(1)),
+        plain_(enabled && !tty_),
+        epoch_(epoch),
+        epochs_(epochs),
+        total_(total) {}
 
   void update(int64_t done, double loss, double accuracy) {
     if (!tty_ && !plain_) return;
@@ -129,16 +137,17 @@ class Progress {
       const int filled = static_cast<int>(kWidth * done / std::max<int64_t>(total_, 1));
       const double eta = done > 0 ? elapsed / done * (total_ - done) : 0.0;
       std::printf("\repoch %lld/%lld [%s%s] %lld/%lld  ETA %4.0fs  loss %.4f  acc %5.1f%%  ",
-                  static_cast<long long>(epoch_), static_cast<long long>(epochs_), std::string(filled, '=').c_str(),
-                  std::string(kWidth - filled, ' ').c_str(), static_cast<long long>(done),
-                  static_cast<long long>(total_), eta, loss, 100 * accuracy);
+                  static_cast<long long>(epoch_), static_cast<long long>(epochs_),
+                  std::string(filled, '=').c_str(), std::string(kWidth - filled, ' ').c_str(),
+                  static_cast<long long>(done), static_cast<long long>(total_), eta, loss, 100 * accuracy);
       if (done == total_) std::printf("\n");
       std::fflush(stdout);
     } else if (done == total_ || done * 5 / total_ != (done - 1) * 5 / total_) {
       // Plain lines for logs: five per epoch.
       std::printf("epoch %lld/%lld  step %lld/%lld  %.1fs  loss %.4f  acc %.1f%%\n",
-                  static_cast<long long>(epoch_), static_cast<long long>(epochs_), static_cast<long long>(done),
-                  static_cast<long long>(total_), elapsed, loss, 100 * accuracy);
+                  static_cast<long long>(epoch_), static_cast<long long>(epochs_),
+                  static_cast<long long>(done), static_cast<long long>(total_), elapsed, loss,
+                  100 * accuracy);
       std::fflush(stdout);
     }
   }
@@ -184,8 +193,8 @@ std::vector<EpochMetrics> train(TrainOptions o) {
     resumed = read_checkpoint_metadata(o.resume);
     first_epoch = apply_metadata(resumed, o);
   }
-  check(o.batch_size >= 2, "--batch-size: expected >= 2 (BatchNorm needs more than one value per channel), got ",
-        o.batch_size);
+  check(o.batch_size >= 2,
+        "--batch-size: expected >= 2 (BatchNorm needs more than one value per channel), got ", o.batch_size);
   check(o.epochs >= 1, "--epochs: expected >= 1, got ", o.epochs);
   check(o.bn_mode_at_test == "eval" || o.bn_mode_at_test == "train",
         "--bn-mode-at-test: expected eval or train, got '", o.bn_mode_at_test, "'");
@@ -194,10 +203,12 @@ std::vector<EpochMetrics> train(TrainOptions o) {
   manual_seed(o.seed);
 
   const Data data = load_data(o);
-  DataLoader loader(data.train, {.batch_size = o.batch_size, .shuffle = true, .seed = o.seed, .drop_last = true});
+  DataLoader loader(data.train,
+                    {.batch_size = o.batch_size, .shuffle = true, .seed = o.seed, .drop_last = true});
   const int64_t steps_per_epoch = loader.num_batches();
   const int64_t total_steps = steps_per_epoch * o.epochs;
-  if (o.model.norm == "batchrenorm" && o.model.renorm_total_steps == 0) o.model.renorm_total_steps = total_steps;
+  if (o.model.norm == "batchrenorm" && o.model.renorm_total_steps == 0)
+    o.model.renorm_total_steps = total_steps;
 
   std::shared_ptr<Sequential> model = build_model(o.model);
   SGDOptions sgd;
@@ -212,8 +223,8 @@ std::vector<EpochMetrics> train(TrainOptions o) {
   if (!o.quiet) {
     std::printf("normlab-train: %s | %s, %lld parameters | %s | batch %lld, lr %g, momentum %g, wd %g, %s\n",
                 runtime_summary().c_str(), summary(o.model).c_str(), static_cast<long long>(parameters),
-                data.description.c_str(), static_cast<long long>(o.batch_size), o.lr, o.momentum, o.weight_decay,
-                optimizer.schedule()->describe().c_str());
+                data.description.c_str(), static_cast<long long>(o.batch_size), o.lr, o.momentum,
+                o.weight_decay, optimizer.schedule()->describe().c_str());
     if (!o.resume.empty())
       std::printf("resumed from %s at epoch %lld, step %lld\n", o.resume.c_str(),
                   static_cast<long long>(first_epoch + 1), static_cast<long long>(optimizer.step_count()));
@@ -243,8 +254,8 @@ std::vector<EpochMetrics> train(TrainOptions o) {
       optimizer.step();
       const double n = static_cast<double>(batch.size());
       const double batch_loss = loss.item();
-      check(std::isfinite(batch_loss), "the loss became ", batch_loss, " at epoch ", epoch + 1,
-            ", step ", step + 1, " (diverged: try a smaller --lr)");
+      check(std::isfinite(batch_loss), "the loss became ", batch_loss, " at epoch ", epoch + 1, ", step ",
+            step + 1, " (diverged: try a smaller --lr)");
       loss_sum += batch_loss * n;
       correct += accuracy(logits, batch.labels) * n;
       seen += n;
@@ -264,9 +275,10 @@ std::vector<EpochMetrics> train(TrainOptions o) {
     m.lr = lr_at_start;
     history.push_back(m);
     if (!o.quiet) {
-      std::printf("epoch %lld/%lld  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1fs  %.1f steps/s\n",
-                  static_cast<long long>(m.epoch), static_cast<long long>(o.epochs), m.train_loss,
-                  100 * m.train_accuracy, m.test_loss, 100 * m.test_accuracy, m.seconds, m.steps_per_second);
+      std::printf(
+          "epoch %lld/%lld  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1fs  %.1f steps/s\n",
+          static_cast<long long>(m.epoch), static_cast<long long>(o.epochs), m.train_loss,
+          100 * m.train_accuracy, m.test_loss, 100 * m.test_accuracy, m.seconds, m.steps_per_second);
       std::fflush(stdout);
     }
     if (json) {

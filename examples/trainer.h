@@ -29,15 +29,15 @@ struct TrainOptions {
   std::string schedule = "cosine";  // cosine | constant
   uint64_t seed = 1;
   int threads = 2;
-  std::string data_dir;             // Fashion-MNIST folder ("" = default lookup)
-  int64_t synthetic = 0;            // > 0: train on this many synthetic bar images per class instead
-  std::string save;                 // checkpoint written after every epoch ("" = none)
-  std::string resume;               // checkpoint to continue from ("" = start fresh)
+  std::string data_dir;                  // Fashion-MNIST folder ("" = default lookup)
+  int64_t synthetic = 0;                 // > 0: train on this many synthetic bar images per class instead
+  std::string save;                      // checkpoint written after every epoch ("" = none)
+  std::string resume;                    // checkpoint to continue from ("" = start fresh)
   std::string bn_mode_at_test = "eval";  // eval | train ("train" reproduces the forgotten model.eval())
-  std::string json;                 // JSON lines, one per epoch ("" = none)
-  int64_t stop_after_epochs = 0;    // > 0: stop this invocation after that many epochs (resume later)
+  std::string json;                      // JSON lines, one per epoch ("" = none)
+  int64_t stop_after_epochs = 0;         // > 0: stop this invocation after that many epochs (resume later)
   int64_t eval_batch_size = 1000;
-  bool quiet = false;               // no per-epoch output (tests)
+  bool quiet = false;  // no per-epoch output (tests)
 };
 
 struct EpochMetrics {

@@ -36,8 +36,8 @@ std::optional<FoldStats> fold_stats_of(Module& m, const std::string& name) {
   }
   if (auto* frozen = dynamic_cast<FrozenBatchNorm*>(&m)) {
     const int64_t C = frozen->running_mean.numel();
-    return FoldStats{vec(frozen->running_mean, 0, C), vec(frozen->running_var, 1, C), vec(frozen->weight, 1, C),
-                     vec(frozen->bias, 0, C), frozen->eps()};
+    return FoldStats{vec(frozen->running_mean, 0, C), vec(frozen->running_var, 1, C),
+                     vec(frozen->weight, 1, C), vec(frozen->bias, 0, C), frozen->eps()};
   }
   return std::nullopt;
 }
@@ -89,7 +89,8 @@ std::vector<std::string> fold_batchnorm(Module& model) {
       if (!linear && !(conv && !conv->options.weight_standardization)) continue;
       const std::optional<FoldStats> st = fold_stats_of(*(*seq)[i], full_name);
       if (!st) continue;
-      const bool ok = linear ? fold_into(linear->weight, linear->bias, *st) : fold_into(conv->weight, conv->bias, *st);
+      const bool ok =
+          linear ? fold_into(linear->weight, linear->bias, *st) : fold_into(conv->weight, conv->bias, *st);
       if (!ok) continue;
       seq->replace_child(child_name, std::make_shared<Identity>());
       folded.push_back(full_name);
@@ -98,7 +99,8 @@ std::vector<std::string> fold_batchnorm(Module& model) {
   return folded;
 }
 
-int64_t recompute_batchnorm_stats(Module& model, const std::function<Tensor()>& next_batch, int64_t num_batches) {
+int64_t recompute_batchnorm_stats(Module& model, const std::function<Tensor()>& next_batch,
+                                  int64_t num_batches) {
   check(num_batches >= 1, "recompute_batchnorm_stats: num_batches must be >= 1, got ", num_batches);
   check(static_cast<bool>(next_batch), "recompute_batchnorm_stats: next_batch is empty");
 
@@ -116,7 +118,8 @@ int64_t recompute_batchnorm_stats(Module& model, const std::function<Tensor()>& 
   std::vector<SavedBn> saved;
   for (BatchNorm* bn : bns)
     if (bn->running_mean.defined())
-      saved.push_back({bn, bn->options().momentum, bn->running_stats_frozen(), bn->num_batches_tracked.item()});
+      saved.push_back(
+          {bn, bn->options().momentum, bn->running_stats_frozen(), bn->num_batches_tracked.item()});
 
   auto restore = [&] {
     // named_modules lists parents before children, so each module's own call comes last for it.

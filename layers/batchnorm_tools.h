@@ -40,7 +40,8 @@ namespace nl {
 
 std::vector<std::string> fold_batchnorm(Module& model);
 
-int64_t recompute_batchnorm_stats(Module& model, const std::function<Tensor()>& next_batch, int64_t num_batches);
+int64_t recompute_batchnorm_stats(Module& model, const std::function<Tensor()>& next_batch,
+                                  int64_t num_batches);
 // The same over a list of input batches (all of them).
 int64_t recompute_batchnorm_stats(Module& model, const std::vector<Tensor>& batches);
 

@@ -15,17 +15,17 @@ namespace {
 
 using kernels::Conv2dGeometry;
 
-Conv2dGeometry conv_geometry(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride, int64_t padding,
-                             int64_t dilation, int64_t groups) {
+Conv2dGeometry conv_geometry(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride,
+                             int64_t padding, int64_t dilation, int64_t groups) {
   check(x.dim() == 4, "conv2d: input must be 4-D (N, C, H, W), got shape ", x.shape());
   check(w.dim() == 4, "conv2d: weight must be 4-D (out_channels, in_channels/groups, kh, kw), got shape ",
         w.shape());
   check(is_floating(x.dtype()), "conv2d: input must be float32 or float64, got ", dtype_name(x.dtype()));
   check(x.dtype() == w.dtype(), "conv2d: input is ", dtype_name(x.dtype()), " but the weight is ",
         dtype_name(w.dtype()));
-  check(stride >= 1 && dilation >= 1 && padding >= 0 && groups >= 1, "conv2d: need stride >= 1, dilation >= 1, ",
-        "padding >= 0 and groups >= 1, got stride ", stride, ", padding ", padding, ", dilation ", dilation,
-        ", groups ", groups);
+  check(stride >= 1 && dilation >= 1 && padding >= 0 && groups >= 1,
+        "conv2d: need stride >= 1, dilation >= 1, ", "padding >= 0 and groups >= 1, got stride ", stride,
+        ", padding ", padding, ", dilation ", dilation, ", groups ", groups);
   const int64_t oc = w.size(0);
   check(oc % groups == 0, "conv2d: weight of shape ", w.shape(), " has ", oc,
         " output channels, which groups=", groups, " does not divide");
@@ -53,7 +53,8 @@ Conv2dGeometry conv_geometry(const Tensor& x, const Tensor& w, const Tensor& b, 
 // How many samples one im2col buffer holds.
 int64_t chunk_size(const Conv2dGeometry& g) {
   const int64_t per_sample = g.channels * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
-  return std::clamp<int64_t>(kConvColumnBudget / std::max<int64_t>(per_sample, 1), 1, std::max<int64_t>(g.batch, 1));
+  return std::clamp<int64_t>(kConvColumnBudget / std::max<int64_t>(per_sample, 1), 1,
+                             std::max<int64_t>(g.batch, 1));
 }
 
 // Per-sample GEMMs (kernels::conv2d_forward/backward) keep every thread busy on its own samples and write
@@ -100,42 +101,42 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias, int64_
       if (bias.defined()) y.copy_(bias.reshape({OC, 1}).expand({OC, cols}));
       const double beta = bias.defined() ? 1.0 : 0.0;
       for (int64_t g = 0; g < groups; ++g)
-        kernels::gemm(false, false, OCg, cols, Kg, 1.0, w, g * OCg * Kg, Kg, col, g * Kg * cols, cols, beta, y,
-                      g * OCg * cols, cols);
+        kernels::gemm(false, false, OCg, cols, Kg, 1.0, w, g * OCg * Kg, Kg, col, g * Kg * cols, cols, beta,
+                      y, g * OCg * cols, cols);
       Tensor dst = chunk_as_columns(out, n0, count);
       dst.copy_(y.view({OC, count, L}));
     }
   }
-  return record(out, "conv2d", {x_in, w_in, bias}, [=, x = x.detach(), w = w.detach(), gx = x_in.requires_grad(),
-                                                    gw = w_in.requires_grad(),
-                                                    gb = bias.defined() && bias.requires_grad()](const Tensor& g_in) {
-    const Tensor gy = g_in.contiguous();
-    Tensor dx = gx ? zeros(x.shape(), x.dtype()) : Tensor();
-    Tensor dw = gw ? zeros(w.shape(), w.dtype()) : Tensor();
-    if (per_sample) kernels::conv2d_backward(x, w, gy, geo, groups, dx, dw);
-    for (int64_t n0 = 0; !per_sample && n0 < geo.batch; n0 += chunk) {
-      const int64_t count = std::min(chunk, geo.batch - n0), cols = count * L;
-      // dY of the chunk in the GEMM's (OC, count·L) layout.
-      Tensor dy = empty({OC, count, L}, gy.dtype(), gy.device());
-      dy.copy_(chunk_as_columns(gy, n0, count));
-      if (gw) {
-        Tensor col = empty({K, cols}, x.dtype(), x.device());
-        kernels::im2col(x, geo, n0, count, col);
-        for (int64_t g = 0; g < groups; ++g)
-          kernels::gemm(false, true, OCg, Kg, cols, 1.0, dy, g * OCg * cols, cols, col, g * Kg * cols, cols, 1.0,
-                        dw, g * OCg * Kg, Kg);
-      }
-      if (gx) {
-        Tensor dcol = empty({K, cols}, x.dtype(), x.device());
-        for (int64_t g = 0; g < groups; ++g)
-          kernels::gemm(true, false, Kg, cols, OCg, 1.0, w, g * OCg * Kg, Kg, dy, g * OCg * cols, cols, 0.0, dcol,
-                        g * Kg * cols, cols);
-        kernels::col2im(dcol, geo, n0, count, dx);
-      }
-    }
-    const Tensor db = gb ? sum(gy, {0, 2, 3}) : Tensor();
-    return std::vector<Tensor>{dx, dw, db};
-  });
+  return record(out, "conv2d", {x_in, w_in, bias},
+                [=, x = x.detach(), w = w.detach(), gx = x_in.requires_grad(), gw = w_in.requires_grad(),
+                 gb = bias.defined() && bias.requires_grad()](const Tensor& g_in) {
+                  const Tensor gy = g_in.contiguous();
+                  Tensor dx = gx ? zeros(x.shape(), x.dtype()) : Tensor();
+                  Tensor dw = gw ? zeros(w.shape(), w.dtype()) : Tensor();
+                  if (per_sample) kernels::conv2d_backward(x, w, gy, geo, groups, dx, dw);
+                  for (int64_t n0 = 0; !per_sample && n0 < geo.batch; n0 += chunk) {
+                    const int64_t count = std::min(chunk, geo.batch - n0), cols = count * L;
+                    // dY of the chunk in the GEMM's (OC, count·L) layout.
+                    Tensor dy = empty({OC, count, L}, gy.dtype(), gy.device());
+                    dy.copy_(chunk_as_columns(gy, n0, count));
+                    if (gw) {
+                      Tensor col = empty({K, cols}, x.dtype(), x.device());
+                      kernels::im2col(x, geo, n0, count, col);
+                      for (int64_t g = 0; g < groups; ++g)
+                        kernels::gemm(false, true, OCg, Kg, cols, 1.0, dy, g * OCg * cols, cols, col,
+                                      g * Kg * cols, cols, 1.0, dw, g * OCg * Kg, Kg);
+                    }
+                    if (gx) {
+                      Tensor dcol = empty({K, cols}, x.dtype(), x.device());
+                      for (int64_t g = 0; g < groups; ++g)
+                        kernels::gemm(true, false, Kg, cols, OCg, 1.0, w, g * OCg * Kg, Kg, dy,
+                                      g * OCg * cols, cols, 0.0, dcol, g * Kg * cols, cols);
+                      kernels::col2im(dcol, geo, n0, count, dx);
+                    }
+                  }
+                  const Tensor db = gb ? sum(gy, {0, 2, 3}) : Tensor();
+                  return std::vector<Tensor>{dx, dw, db};
+                });
 }
 
 Tensor standardize_weight(const Tensor& weight, double eps) {
@@ -154,8 +155,8 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t paddi
 
 Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, const Conv2dOptions& opt)
     : in_channels(in), out_channels(out), kernel_size(k), options(opt) {
-  check(in > 0 && out > 0 && k > 0, "Conv2d: in_channels, out_channels and kernel_size must be positive, got ",
-        in, ", ", out, ", ", k);
+  check(in > 0 && out > 0 && k > 0,
+        "Conv2d: in_channels, out_channels and kernel_size must be positive, got ", in, ", ", out, ", ", k);
   check(opt.groups >= 1 && in % opt.groups == 0 && out % opt.groups == 0, "Conv2d: groups=", opt.groups,
         " must divide in_channels ", in, " and out_channels ", out);
   check(opt.stride >= 1 && opt.dilation >= 1 && opt.padding >= 0, "Conv2d: need stride >= 1, dilation >= 1 ",

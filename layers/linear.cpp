@@ -11,7 +11,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check(weight.dim() == 2, "linear: weight must be 2-D (out, in), got shape ", weight.shape());
   check(x.dim() >= 1, "linear: input must have rank >= 1, got a scalar");
   check(x.size(-1) == weight.size(1), "linear: input of shape ", x.shape(), " has ", x.size(-1),
-        " features in its last dimension, but the weight of shape ", weight.shape(), " expects ", weight.size(1));
+        " features in its last dimension, but the weight of shape ", weight.shape(), " expects ",
+        weight.size(1));
   check(x.dtype() == weight.dtype(), "linear: input is ", dtype_name(x.dtype()), " but the weight is ",
         dtype_name(weight.dtype()));
   if (bias.defined()) {
@@ -37,32 +38,33 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     y.copy_(bias.reshape({1, out_features}).expand({rows, out_features}));
   }
   // y = x · Wᵀ: W is (out, in) row-major, so Wᵀ is W with the transpose flag.
-  kernels::gemm(false, true, rows, out_features, in, 1.0, x2, 0, in, w, 0, in, bias.defined() ? 1.0 : 0.0, y, 0,
-                out_features);
+  kernels::gemm(false, true, rows, out_features, in, 1.0, x2, 0, in, w, 0, in, bias.defined() ? 1.0 : 0.0, y,
+                0, out_features);
   y = y.view(out_shape);
-  return record(y, "linear", {x, weight, bias},
-                [x2 = x2.detach(), w = w.detach(), x_shape = x.shape(), gx = x.requires_grad(),
-                 gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad()](const Tensor& g_in) {
-                  const int64_t in = w.size(1), out_features = w.size(0), rows = x2.size(0);
-                  const Tensor g = g_in.contiguous().reshape({rows, out_features});
-                  Tensor dx, dw, db;
-                  if (gx) {  // dx = dy · W
-                    dx = empty({rows, in}, g.dtype(), g.device());
-                    kernels::gemm(false, false, rows, in, out_features, 1.0, g, 0, out_features, w, 0, in, 0.0, dx,
-                                  0, in);
-                    dx = dx.view(x_shape);
-                  }
-                  if (gw) {  // dW = dyᵀ · x, computed in W's own (out, in) layout
-                    dw = empty({out_features, in}, g.dtype(), g.device());
-                    kernels::gemm(true, false, out_features, in, rows, 1.0, g, 0, out_features, x2, 0, in, 0.0,
-                                  dw, 0, in);
-                  }
-                  if (gb) {  // db = Σ_rows dy
-                    db = zeros({out_features}, g.dtype());
-                    kernels::column_sums(g, db);
-                  }
-                  return std::vector<Tensor>{dx, dw, db};
-                });
+  return record(
+      y, "linear", {x, weight, bias},
+      [x2 = x2.detach(), w = w.detach(), x_shape = x.shape(), gx = x.requires_grad(),
+       gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad()](const Tensor& g_in) {
+        const int64_t in = w.size(1), out_features = w.size(0), rows = x2.size(0);
+        const Tensor g = g_in.contiguous().reshape({rows, out_features});
+        Tensor dx, dw, db;
+        if (gx) {  // dx = dy · W
+          dx = empty({rows, in}, g.dtype(), g.device());
+          kernels::gemm(false, false, rows, in, out_features, 1.0, g, 0, out_features, w, 0, in, 0.0, dx, 0,
+                        in);
+          dx = dx.view(x_shape);
+        }
+        if (gw) {  // dW = dyᵀ · x, computed in W's own (out, in) layout
+          dw = empty({out_features, in}, g.dtype(), g.device());
+          kernels::gemm(true, false, out_features, in, rows, 1.0, g, 0, out_features, x2, 0, in, 0.0, dw, 0,
+                        in);
+        }
+        if (gb) {  // db = Σ_rows dy
+          db = zeros({out_features}, g.dtype());
+          kernels::column_sums(g, db);
+        }
+        return std::vector<Tensor>{dx, dw, db};
+      });
 }
 
 Linear::Linear(int64_t in, int64_t out, bool with_bias, DType dtype, Generator* gen)

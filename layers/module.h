@@ -53,7 +53,9 @@ class Module {
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;
   std::vector<Tensor> parameters() const;
   std::vector<std::pair<std::string, Tensor>> named_buffers() const;
-  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const { return children_; }
+  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const {
+    return children_;
+  }
   std::vector<std::shared_ptr<Module>> children() const;
   // This module and every descendant, depth first, with dotted names ("" for this one).
   std::vector<std::pair<std::string, Module*>> named_modules();
@@ -90,7 +92,8 @@ class Module {
  private:
   void add_child(const std::string& name, std::shared_ptr<Module> child);
   void check_new_name(const std::string& name) const;
-  void collect(const std::string& prefix, bool params, std::vector<std::pair<std::string, Tensor>>& out) const;
+  void collect(const std::string& prefix, bool params,
+               std::vector<std::pair<std::string, Tensor>>& out) const;
   void tree(std::string& out, const std::string& name, int depth) const;
 
   std::vector<std::pair<std::string, Tensor*>> params_;

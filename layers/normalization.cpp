@@ -11,15 +11,14 @@ namespace nl {
 
 namespace {
 
-std::string momentum_str(const std::optional<double>& m) {
-  return m ? cat_str(*m) : std::string("None");
-}
+std::string momentum_str(const std::optional<double>& m) { return m ? cat_str(*m) : std::string("None"); }
 
 const char* bool_str(bool b) { return b ? "true" : "false"; }
 
 std::string ranks_str(const std::vector<int64_t>& ranks) {
   std::ostringstream os;
-  for (size_t i = 0; i < ranks.size(); ++i) os << (i ? (i + 1 == ranks.size() ? " or " : ", ") : "") << ranks[i];
+  for (size_t i = 0; i < ranks.size(); ++i)
+    os << (i ? (i + 1 == ranks.size() ? " or " : ", ") : "") << ranks[i];
   return os.str();
 }
 
@@ -28,21 +27,22 @@ void check_positive(const char* layer, const char* what, int64_t value) {
 }
 
 void check_channels(const std::string& layer, const Tensor& x, int64_t expected) {
-  check(x.size(1) == expected, layer, ": expected ", expected, " channels (dim 1) in input ", x.shape(), ", got ",
-        x.size(1));
+  check(x.size(1) == expected, layer, ": expected ", expected, " channels (dim 1) in input ", x.shape(),
+        ", got ", x.size(1));
 }
 
-void add_count(Tensor& counter, int64_t by) {
-  counter.fill_(counter.item() + static_cast<double>(by));
-}
+void add_count(Tensor& counter, int64_t by) { counter.fill_(counter.item() + static_cast<double>(by)); }
 
 }  // namespace
 
-// ---- BatchNorm -------------------------------------------------------------------------------------------------
+// ---- BatchNorm
+// -------------------------------------------------------------------------------------------------
 
 BatchNorm::BatchNorm(int64_t num_features, BatchNormOptions options, std::string type_name,
                      std::vector<int64_t> accepted_ranks)
-    : num_features_(num_features), options_(options), type_name_(std::move(type_name)),
+    : num_features_(num_features),
+      options_(options),
+      type_name_(std::move(type_name)),
       accepted_ranks_(std::move(accepted_ranks)) {
   check_positive(type_name_.c_str(), "num_features", num_features);
   check(options.eps >= 0, type_name_, ": eps must be >= 0, got ", options.eps);
@@ -65,15 +65,17 @@ BatchNorm::BatchNorm(int64_t num_features, BatchNormOptions options, std::string
 }
 
 std::string BatchNorm::describe() const {
-  return cat_str(type_name_, "(", num_features_, ", eps=", options_.eps, ", momentum=", momentum_str(options_.momentum),
-                 ", affine=", bool_str(options_.affine), ", track_running_stats=",
-                 bool_str(options_.track_running_stats), running_stats_frozen_ ? ", running_stats_frozen" : "", ")");
+  return cat_str(type_name_, "(", num_features_, ", eps=", options_.eps,
+                 ", momentum=", momentum_str(options_.momentum), ", affine=", bool_str(options_.affine),
+                 ", track_running_stats=", bool_str(options_.track_running_stats),
+                 running_stats_frozen_ ? ", running_stats_frozen" : "", ")");
 }
 
 void BatchNorm::check_input(const Tensor& x) const {
   check(x.defined(), type_name_, ": input is undefined");
-  check(std::find(accepted_ranks_.begin(), accepted_ranks_.end(), x.dim()) != accepted_ranks_.end(), type_name_,
-        ": expected a ", ranks_str(accepted_ranks_), "-D input, got ", x.dim(), "-D input of shape ", x.shape());
+  check(std::find(accepted_ranks_.begin(), accepted_ranks_.end(), x.dim()) != accepted_ranks_.end(),
+        type_name_, ": expected a ", ranks_str(accepted_ranks_), "-D input, got ", x.dim(),
+        "-D input of shape ", x.shape());
   check_channels(type_name_, x, num_features_);
 }
 
@@ -92,7 +94,8 @@ Tensor BatchNorm::forward(const Tensor& x) {
   check_input(x);
   if (!uses_batch_stats())
     return batch_norm(x, running_mean, running_var, weight, bias, false, 0.0, options_.eps);
-  if (!updates_running_stats()) return batch_norm(x, Tensor(), Tensor(), weight, bias, true, 0.0, options_.eps);
+  if (!updates_running_stats())
+    return batch_norm(x, Tensor(), Tensor(), weight, bias, true, 0.0, options_.eps);
   // Count the batch only once the op has accepted it (it throws on one value per channel).
   Tensor y = batch_norm(x, running_mean, running_var, weight, bias, true, next_update_factor(), options_.eps);
   add_count(num_batches_tracked, 1);
@@ -105,7 +108,8 @@ BatchNorm1d::BatchNorm1d(int64_t num_features, BatchNormOptions options)
 BatchNorm2d::BatchNorm2d(int64_t num_features, BatchNormOptions options)
     : BatchNorm(num_features, options, "BatchNorm2d", {4}) {}
 
-// ---- GhostBatchNorm ----------------------------------------------------------------------------------------------
+// ---- GhostBatchNorm
+// ----------------------------------------------------------------------------------------------
 
 GhostBatchNorm::GhostBatchNorm(int64_t num_features, int64_t virtual_batch_size, BatchNormOptions options)
     : BatchNorm(num_features, options, "GhostBatchNorm", {2, 3, 4}), virtual_batch_size_(virtual_batch_size) {
@@ -113,8 +117,9 @@ GhostBatchNorm::GhostBatchNorm(int64_t num_features, int64_t virtual_batch_size,
 }
 
 std::string GhostBatchNorm::describe() const {
-  return cat_str("GhostBatchNorm(", num_features_, ", virtual_batch_size=", virtual_batch_size_, ", eps=",
-                 options_.eps, ", momentum=", momentum_str(options_.momentum), ", affine=", bool_str(options_.affine),
+  return cat_str("GhostBatchNorm(", num_features_, ", virtual_batch_size=", virtual_batch_size_,
+                 ", eps=", options_.eps, ", momentum=", momentum_str(options_.momentum),
+                 ", affine=", bool_str(options_.affine),
                  ", track_running_stats=", bool_str(options_.track_running_stats), ")");
 }
 
@@ -123,25 +128,27 @@ Tensor GhostBatchNorm::forward(const Tensor& x) {
   if (!uses_batch_stats())
     return batch_norm(x, running_mean, running_var, weight, bias, false, 0.0, options_.eps);
   const bool update = updates_running_stats();
-  return ghost_batch_norm(x, virtual_batch_size_, update ? running_mean : Tensor(), update ? running_var : Tensor(),
-                          update ? num_batches_tracked : Tensor(), weight, bias, true, options_.momentum,
-                          options_.eps);
+  return ghost_batch_norm(x, virtual_batch_size_, update ? running_mean : Tensor(),
+                          update ? running_var : Tensor(), update ? num_batches_tracked : Tensor(), weight,
+                          bias, true, options_.momentum, options_.eps);
 }
 
-// ---- NoisyBatchNorm ----------------------------------------------------------------------------------------------
+// ---- NoisyBatchNorm
+// ----------------------------------------------------------------------------------------------
 
 NoisyBatchNorm::NoisyBatchNorm(int64_t num_features, NoiseOptions noise, BatchNormOptions options)
     : BatchNorm(num_features, options, "NoisyBatchNorm", {2, 3, 4}), noise_(noise), generator_(noise.seed) {
   check(noise.mean_min <= noise.mean_max, "NoisyBatchNorm: mean_min ", noise.mean_min, " > mean_max ",
         noise.mean_max);
-  check(0 <= noise.std_min && noise.std_min <= noise.std_max, "NoisyBatchNorm: need 0 <= std_min <= std_max, got ",
-        noise.std_min, " and ", noise.std_max);
+  check(0 <= noise.std_min && noise.std_min <= noise.std_max,
+        "NoisyBatchNorm: need 0 <= std_min <= std_max, got ", noise.std_min, " and ", noise.std_max);
 }
 
 std::string NoisyBatchNorm::describe() const {
-  return cat_str("NoisyBatchNorm(", num_features_, ", eps=", options_.eps, ", momentum=",
-                 momentum_str(options_.momentum), ", noise mean in [", noise_.mean_min, ", ", noise_.mean_max,
-                 "), noise std in [", noise_.std_min, ", ", noise_.std_max, "), seed=", noise_.seed, ")");
+  return cat_str("NoisyBatchNorm(", num_features_, ", eps=", options_.eps,
+                 ", momentum=", momentum_str(options_.momentum), ", noise mean in [", noise_.mean_min, ", ",
+                 noise_.mean_max, "), noise std in [", noise_.std_min, ", ", noise_.std_max,
+                 "), seed=", noise_.seed, ")");
 }
 
 Tensor NoisyBatchNorm::forward(const Tensor& x) {
@@ -152,19 +159,22 @@ Tensor NoisyBatchNorm::forward(const Tensor& x) {
   return add(y, randn(y.shape(), y.dtype(), &generator_, last_mean_, last_std_));
 }
 
-// ---- BatchRenorm --------------------------------------------------------------------------------------------------
+// ---- BatchRenorm
+// --------------------------------------------------------------------------------------------------
 
-RenormSchedule batch_renorm_paper_schedule(int64_t warmup_steps, int64_t rmax_full_step, int64_t dmax_full_step,
-                                           double rmax_final, double dmax_final) {
+RenormSchedule batch_renorm_paper_schedule(int64_t warmup_steps, int64_t rmax_full_step,
+                                           int64_t dmax_full_step, double rmax_final, double dmax_final) {
   check(warmup_steps >= 0 && rmax_full_step > warmup_steps && dmax_full_step > warmup_steps,
         "batch_renorm_paper_schedule: need 0 <= warmup_steps < rmax_full_step and dmax_full_step, got ",
         warmup_steps, ", ", rmax_full_step, ", ", dmax_full_step);
-  check(rmax_final >= 1 && dmax_final >= 0, "batch_renorm_paper_schedule: need rmax_final >= 1 and dmax_final >= 0, got ",
-        rmax_final, " and ", dmax_final);
+  check(rmax_final >= 1 && dmax_final >= 0,
+        "batch_renorm_paper_schedule: need rmax_final >= 1 and dmax_final >= 0, got ", rmax_final, " and ",
+        dmax_final);
   // 0 before warmup_steps, rising linearly to 1 at full_step.
   auto ramp = [warmup_steps](int64_t step, int64_t full_step) {
     if (step <= warmup_steps) return 0.0;
-    return std::min(1.0, static_cast<double>(step - warmup_steps) / static_cast<double>(full_step - warmup_steps));
+    return std::min(1.0,
+                    static_cast<double>(step - warmup_steps) / static_cast<double>(full_step - warmup_steps));
   };
   return {[=](int64_t step) { return 1.0 + (rmax_final - 1.0) * ramp(step, rmax_full_step); },
           [=](int64_t step) { return dmax_final * ramp(step, dmax_full_step); }};
@@ -173,7 +183,8 @@ RenormSchedule batch_renorm_paper_schedule(int64_t warmup_steps, int64_t rmax_fu
 BatchRenorm::BatchRenorm(int64_t num_features, BatchRenormOptions options)
     : num_features_(num_features), options_(std::move(options)) {
   check_positive("BatchRenorm", "num_features", num_features);
-  check(options_.schedule.rmax && options_.schedule.dmax, "BatchRenorm: the schedule needs both rmax and dmax");
+  check(options_.schedule.rmax && options_.schedule.dmax,
+        "BatchRenorm: the schedule needs both rmax and dmax");
   check(options_.momentum >= 0 && options_.momentum <= 1, "BatchRenorm: momentum must be in [0, 1], got ",
         options_.momentum);
   if (options_.affine) {
@@ -192,8 +203,9 @@ BatchRenorm::BatchRenorm(int64_t num_features, BatchRenormOptions options)
 
 std::string BatchRenorm::describe() const {
   return cat_str("BatchRenorm(", num_features_, ", eps=", options_.eps, ", momentum=", options_.momentum,
-                 ", affine=", bool_str(options_.affine), ", step=", static_cast<int64_t>(num_batches_tracked.item()),
-                 ", rmax=", current_rmax(), ", dmax=", current_dmax(), ")");
+                 ", affine=", bool_str(options_.affine),
+                 ", step=", static_cast<int64_t>(num_batches_tracked.item()), ", rmax=", current_rmax(),
+                 ", dmax=", current_dmax(), ")");
 }
 
 double BatchRenorm::current_rmax() const {
@@ -204,20 +216,23 @@ double BatchRenorm::current_dmax() const {
 }
 
 Tensor BatchRenorm::forward(const Tensor& x) {
-  check(x.defined() && x.dim() >= 2 && x.dim() <= 4, "BatchRenorm: expected a 2-D, 3-D or 4-D input (N, C, ...), got ",
-        x.defined() ? x.shape() : Shape{});
+  check(x.defined() && x.dim() >= 2 && x.dim() <= 4,
+        "BatchRenorm: expected a 2-D, 3-D or 4-D input (N, C, ...), got ", x.defined() ? x.shape() : Shape{});
   check_channels("BatchRenorm", x, num_features_);
   if (!is_training())
-    return batch_renorm(x, running_mean, running_std, weight, bias, false, 1.0, 0.0, options_.momentum, options_.eps);
+    return batch_renorm(x, running_mean, running_std, weight, bias, false, 1.0, 0.0, options_.momentum,
+                        options_.eps);
   const double rmax = current_rmax(), dmax = current_dmax();
-  check(rmax >= 1 && dmax >= 0, "BatchRenorm: the schedule gave rmax ", rmax, " and dmax ", dmax,
-        " at step ", static_cast<int64_t>(num_batches_tracked.item()), " (need rmax >= 1, dmax >= 0)");
-  Tensor y = batch_renorm(x, running_mean, running_std, weight, bias, true, rmax, dmax, options_.momentum, options_.eps);
+  check(rmax >= 1 && dmax >= 0, "BatchRenorm: the schedule gave rmax ", rmax, " and dmax ", dmax, " at step ",
+        static_cast<int64_t>(num_batches_tracked.item()), " (need rmax >= 1, dmax >= 0)");
+  Tensor y = batch_renorm(x, running_mean, running_std, weight, bias, true, rmax, dmax, options_.momentum,
+                          options_.eps);
   add_count(num_batches_tracked, 1);
   return y;
 }
 
-// ---- FrozenBatchNorm ----------------------------------------------------------------------------------------------
+// ---- FrozenBatchNorm
+// ----------------------------------------------------------------------------------------------
 
 FrozenBatchNorm::FrozenBatchNorm(int64_t num_features, double eps) : num_features_(num_features), eps_(eps) {
   check_positive("FrozenBatchNorm", "num_features", num_features);
@@ -244,20 +259,27 @@ std::shared_ptr<FrozenBatchNorm> FrozenBatchNorm::from(const BatchNorm& bn) {
   return frozen;
 }
 
-std::string FrozenBatchNorm::describe() const { return cat_str("FrozenBatchNorm(", num_features_, ", eps=", eps_, ")"); }
+std::string FrozenBatchNorm::describe() const {
+  return cat_str("FrozenBatchNorm(", num_features_, ", eps=", eps_, ")");
+}
 
 Tensor FrozenBatchNorm::forward(const Tensor& x) {
   check(x.defined() && x.dim() >= 2 && x.dim() <= 4,
-        "FrozenBatchNorm: expected a 2-D, 3-D or 4-D input (N, C, ...), got ", x.defined() ? x.shape() : Shape{});
+        "FrozenBatchNorm: expected a 2-D, 3-D or 4-D input (N, C, ...), got ",
+        x.defined() ? x.shape() : Shape{});
   check_channels("FrozenBatchNorm", x, num_features_);
   return batch_norm(x, running_mean, running_var, weight, bias, false, 0.0, eps_);
 }
 
-// ---- InstanceNorm ------------------------------------------------------------------------------------------------
+// ---- InstanceNorm
+// ------------------------------------------------------------------------------------------------
 
 InstanceNorm::InstanceNorm(int64_t num_features, InstanceNormOptions options, std::string type_name,
                            int64_t spatial_dims)
-    : num_features_(num_features), options_(options), type_name_(std::move(type_name)), spatial_dims_(spatial_dims) {
+    : num_features_(num_features),
+      options_(options),
+      type_name_(std::move(type_name)),
+      spatial_dims_(spatial_dims) {
   check_positive(type_name_.c_str(), "num_features", num_features);
   check(options.eps >= 0, type_name_, ": eps must be >= 0, got ", options.eps);
   check(options.momentum >= 0 && options.momentum <= 1, type_name_, ": momentum must be in [0, 1], got ",
@@ -278,8 +300,8 @@ InstanceNorm::InstanceNorm(int64_t num_features, InstanceNormOptions options, st
 
 std::string InstanceNorm::describe() const {
   return cat_str(type_name_, "(", num_features_, ", eps=", options_.eps, ", momentum=", options_.momentum,
-                 ", affine=", bool_str(options_.affine), ", track_running_stats=",
-                 bool_str(options_.track_running_stats), ")");
+                 ", affine=", bool_str(options_.affine),
+                 ", track_running_stats=", bool_str(options_.track_running_stats), ")");
 }
 
 Tensor InstanceNorm::forward(const Tensor& x) {
@@ -289,7 +311,8 @@ Tensor InstanceNorm::forward(const Tensor& x) {
   if (x.dim() == batched - 1) return forward(x.unsqueeze(0)).squeeze(0);
   check_channels(type_name_, x, num_features_);
   const bool use_input_stats = is_training() || !options_.track_running_stats;
-  return instance_norm(x, running_mean, running_var, weight, bias, use_input_stats, options_.momentum, options_.eps);
+  return instance_norm(x, running_mean, running_var, weight, bias, use_input_stats, options_.momentum,
+                       options_.eps);
 }
 
 InstanceNorm1d::InstanceNorm1d(int64_t num_features, InstanceNormOptions options)
@@ -297,14 +320,15 @@ InstanceNorm1d::InstanceNorm1d(int64_t num_features, InstanceNormOptions options
 InstanceNorm2d::InstanceNorm2d(int64_t num_features, InstanceNormOptions options)
     : InstanceNorm(num_features, options, "InstanceNorm2d", 2) {}
 
-// ---- GroupNorm ------------------------------------------------------------------------------------------------------
+// ---- GroupNorm
+// ------------------------------------------------------------------------------------------------------
 
 GroupNorm::GroupNorm(int64_t num_groups, int64_t num_channels, GroupNormOptions options)
     : num_groups_(num_groups), num_channels_(num_channels), options_(options) {
   check_positive("GroupNorm", "num_groups", num_groups);
   check_positive("GroupNorm", "num_channels", num_channels);
-  check(num_channels % num_groups == 0, "GroupNorm: num_groups ", num_groups, " does not divide num_channels ",
-        num_channels);
+  check(num_channels % num_groups == 0, "GroupNorm: num_groups ", num_groups,
+        " does not divide num_channels ", num_channels);
   check(options.eps >= 0, "GroupNorm: eps must be >= 0, got ", options.eps);
   if (options.affine) {
     weight = ones({num_channels}).requires_grad_();
@@ -315,8 +339,8 @@ GroupNorm::GroupNorm(int64_t num_groups, int64_t num_channels, GroupNormOptions 
 }
 
 std::string GroupNorm::describe() const {
-  return cat_str("GroupNorm(", num_groups_, ", ", num_channels_, ", eps=", options_.eps, ", affine=",
-                 bool_str(options_.affine), ")");
+  return cat_str("GroupNorm(", num_groups_, ", ", num_channels_, ", eps=", options_.eps,
+                 ", affine=", bool_str(options_.affine), ")");
 }
 
 Tensor GroupNorm::forward(const Tensor& x) {
@@ -326,7 +350,8 @@ Tensor GroupNorm::forward(const Tensor& x) {
   return group_norm(x, num_groups_, weight, bias, options_.eps);
 }
 
-// ---- LayerNorm ---------------------------------------------------------------------------------------------------
+// ---- LayerNorm
+// ---------------------------------------------------------------------------------------------------
 
 LayerNorm::LayerNorm(Shape normalized_shape, LayerNormOptions options)
     : normalized_shape_(std::move(normalized_shape)), options_(options) {
@@ -342,13 +367,17 @@ LayerNorm::LayerNorm(Shape normalized_shape, LayerNormOptions options)
 }
 
 std::string LayerNorm::describe() const {
-  return cat_str("LayerNorm(", normalized_shape_, ", eps=", options_.eps, ", elementwise_affine=",
-                 bool_str(options_.elementwise_affine), ", bias=", bool_str(options_.bias), ")");
+  return cat_str("LayerNorm(", normalized_shape_, ", eps=", options_.eps,
+                 ", elementwise_affine=", bool_str(options_.elementwise_affine),
+                 ", bias=", bool_str(options_.bias), ")");
 }
 
-Tensor LayerNorm::forward(const Tensor& x) { return layer_norm(x, normalized_shape_, weight, bias, options_.eps); }
+Tensor LayerNorm::forward(const Tensor& x) {
+  return layer_norm(x, normalized_shape_, weight, bias, options_.eps);
+}
 
-// ---- RMSNorm -----------------------------------------------------------------------------------------------------
+// ---- RMSNorm
+// -----------------------------------------------------------------------------------------------------
 
 RMSNorm::RMSNorm(Shape normalized_shape, RMSNormOptions options)
     : normalized_shape_(std::move(normalized_shape)), options_(options) {
@@ -360,7 +389,8 @@ RMSNorm::RMSNorm(Shape normalized_shape, RMSNormOptions options)
 }
 
 std::string RMSNorm::describe() const {
-  return cat_str("RMSNorm(", normalized_shape_, ", eps=", options_.eps ? cat_str(*options_.eps) : std::string("None"),
+  return cat_str("RMSNorm(", normalized_shape_,
+                 ", eps=", options_.eps ? cat_str(*options_.eps) : std::string("None"),
                  ", elementwise_affine=", bool_str(options_.elementwise_affine), ")");
 }
 

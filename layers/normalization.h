@@ -25,7 +25,8 @@
 
 namespace nl {
 
-// ---- BatchNorm -------------------------------------------------------------------------------------------------
+// ---- BatchNorm
+// -------------------------------------------------------------------------------------------------
 
 struct BatchNormOptions {
   double eps = kNormDefaultEps;
@@ -67,7 +68,9 @@ class BatchNorm : public Module {
   void check_input(const Tensor& x) const;
   // Training normalizes with batch statistics; so does eval when there are no running statistics.
   bool uses_batch_stats() const { return is_training() || !running_mean.defined(); }
-  bool updates_running_stats() const { return is_training() && running_mean.defined() && !running_stats_frozen_; }
+  bool updates_running_stats() const {
+    return is_training() && running_mean.defined() && !running_stats_frozen_;
+  }
   // The running-average factor for the next update: the momentum, or 1/(num_batches_tracked + 1).
   double next_update_factor() const;
 
@@ -136,7 +139,8 @@ class NoisyBatchNorm : public BatchNorm {
   double last_mean_ = 0, last_std_ = 0;
 };
 
-// ---- Batch Renormalization ---------------------------------------------------------------------------------
+// ---- Batch Renormalization
+// ---------------------------------------------------------------------------------
 
 // rmax and dmax as functions of the training step (0 for the first training forward).
 struct RenormSchedule {
@@ -180,7 +184,8 @@ class BatchRenorm : public Module {
   BatchRenormOptions options_;
 };
 
-// ---- FrozenBatchNorm -----------------------------------------------------------------------------------------
+// ---- FrozenBatchNorm
+// -----------------------------------------------------------------------------------------
 
 // y = weight·(x − running_mean)/sqrt(running_var + eps) + bias in every mode, never updated. All four are
 // buffers (nothing for the optimizer); the input still gets its gradient. Accepts ranks 2 to 4.
@@ -201,7 +206,8 @@ class FrozenBatchNorm : public Module {
   double eps_;
 };
 
-// ---- InstanceNorm ------------------------------------------------------------------------------------------------
+// ---- InstanceNorm
+// ------------------------------------------------------------------------------------------------
 
 struct InstanceNormOptions {
   double eps = kNormDefaultEps;
@@ -214,7 +220,8 @@ class InstanceNorm : public Module {
  public:
   Tensor weight, bias, running_mean, running_var;
 
-  InstanceNorm(int64_t num_features, InstanceNormOptions options, std::string type_name, int64_t spatial_dims);
+  InstanceNorm(int64_t num_features, InstanceNormOptions options, std::string type_name,
+               int64_t spatial_dims);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return type_name_; }
   std::string describe() const override;
@@ -238,7 +245,8 @@ class InstanceNorm2d : public InstanceNorm {
   explicit InstanceNorm2d(int64_t num_features, InstanceNormOptions options = {});
 };
 
-// ---- GroupNorm, LayerNorm, RMSNorm (same in train and eval) -------------------------------------------------
+// ---- GroupNorm, LayerNorm, RMSNorm (same in train and eval)
+// -------------------------------------------------
 
 struct GroupNormOptions {
   double eps = kNormDefaultEps;

@@ -10,7 +10,8 @@ namespace {
 
 using kernels::Pool2dGeometry;
 
-Pool2dGeometry pool_geometry(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding, const char* op) {
+Pool2dGeometry pool_geometry(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding,
+                             const char* op) {
   check(x.dim() == 4, op, ": input must be 4-D (N, C, H, W), got shape ", x.shape());
   check(is_floating(x.dtype()), op, ": input must be float32 or float64, got ", dtype_name(x.dtype()));
   check(kernel >= 1, op, ": kernel_size must be >= 1, got ", kernel);
@@ -49,7 +50,8 @@ Tensor max_pool2d(const Tensor& x_in, int64_t kernel, int64_t stride, int64_t pa
   });
 }
 
-Tensor avg_pool2d(const Tensor& x_in, int64_t kernel, int64_t stride, int64_t padding, bool count_include_pad) {
+Tensor avg_pool2d(const Tensor& x_in, int64_t kernel, int64_t stride, int64_t padding,
+                  bool count_include_pad) {
   const Pool2dGeometry geo = pool_geometry(x_in, kernel, stride, padding, "avg_pool2d");
   const Tensor x = dense(x_in);
   Tensor out = empty({geo.batch, geo.channels, geo.out_h, geo.out_w}, x.dtype(), x.device());
@@ -115,6 +117,8 @@ std::string AdaptiveAvgPool2d::describe() const {
   return cat_str("AdaptiveAvgPool2d(", out_h, ", ", out_w, ")");
 }
 
-std::string Flatten::describe() const { return cat_str("Flatten(start_dim=", start_dim, ", end_dim=", end_dim, ")"); }
+std::string Flatten::describe() const {
+  return cat_str("Flatten(start_dim=", start_dim, ", end_dim=", end_dim, ")");
+}
 
 }  // namespace nl

@@ -36,7 +36,8 @@ class MaxPool2d : public Module {
 
 class AvgPool2d : public Module {
  public:
-  explicit AvgPool2d(int64_t kernel_size, int64_t stride = 0, int64_t padding = 0, bool count_include_pad = true);
+  explicit AvgPool2d(int64_t kernel_size, int64_t stride = 0, int64_t padding = 0,
+                     bool count_include_pad = true);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "AvgPool2d"; }
   std::string describe() const override;

@@ -75,7 +75,8 @@ std::shared_ptr<Sequential> small_resnet(const SmallResNetOptions& o) {
       channels = o.widths[stage];
     }
   net->add(std::make_shared<GlobalAvgPool2d>());
-  net->add(std::make_shared<Linear>(channels, o.num_classes, true, o.conv_options.dtype, o.conv_options.generator));
+  net->add(std::make_shared<Linear>(channels, o.num_classes, true, o.conv_options.dtype,
+                                    o.conv_options.generator));
   return net;
 }
 

@@ -45,7 +45,8 @@ struct SmallResNetOptions {
   Conv2dOptions conv_options = {};
 };
 
-// stem (conv 3×3, norm, relu) → stages of BasicBlocks → GlobalAvgPool2d → Linear.  (N, C, H, W) → (N, classes)
+// stem (conv 3×3, norm, relu) → stages of BasicBlocks → GlobalAvgPool2d → Linear.  (N, C, H, W) → (N,
+// classes)
 std::shared_ptr<Sequential> small_resnet(const SmallResNetOptions& options = {});
 
 }  // namespace nl

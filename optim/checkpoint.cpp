@@ -55,7 +55,8 @@ void compare_model(const Named& expected, const Named& in_file, std::vector<std:
     bool known = false;
     for (const auto& [name, t] : expected) known = known || name == fname;
     if (!known)
-      problems.push_back(cat_str("unexpected '", fname, "' (", describe_tensor(ft), ") is in the file but not in the model"));
+      problems.push_back(cat_str("unexpected '", fname, "' (", describe_tensor(ft),
+                                 ") is in the file but not in the model"));
   }
 }
 
@@ -110,7 +111,8 @@ void load_model(const std::string& path, Module& model) {
   copy_into(expected, file.model);
 }
 
-void save_checkpoint(const std::string& path, const Module& model, const SGD& optimizer, const Metadata& metadata) {
+void save_checkpoint(const std::string& path, const Module& model, const SGD& optimizer,
+                     const Metadata& metadata) {
   Named tensors = model_tensors(model);
   for (auto& [name, t] : optimizer.state_tensors()) tensors.emplace_back(kOptimizerPrefix + name, t);
   Metadata meta = {{"normlab.format", "checkpoint-v1"}, {kStepKey, std::to_string(optimizer.step_count())}};

@@ -17,8 +17,8 @@ void check_options(const SGDOptions& o) {
   check(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
         "SGD: nesterov needs momentum > 0 and dampening 0 (as PyTorch), got momentum ", o.momentum,
         " and dampening ", o.dampening);
-  check(o.agc_lambda >= 0 && o.agc_eps > 0, "SGD: agc_lambda must be >= 0 and agc_eps > 0, got ", o.agc_lambda,
-        " and ", o.agc_eps);
+  check(o.agc_lambda >= 0 && o.agc_eps > 0, "SGD: agc_lambda must be >= 0 and agc_eps > 0, got ",
+        o.agc_lambda, " and ", o.agc_eps);
 }
 
 std::string buffer_name(size_t group, size_t index) {
@@ -55,7 +55,8 @@ SGD::SGD(std::vector<ParamGroup> groups, SGDOptions options) : options_(options)
     const ParamGroup& g = groups_[gi];
     const Resolved r = resolve(g);
     check(r.lr >= 0 && r.weight_decay >= 0 && r.agc_lambda >= 0, "SGD: group ", gi,
-          " needs lr, weight_decay and agc_lambda >= 0, got ", r.lr, ", ", r.weight_decay, ", ", r.agc_lambda);
+          " needs lr, weight_decay and agc_lambda >= 0, got ", r.lr, ", ", r.weight_decay, ", ",
+          r.agc_lambda);
     check(g.names.empty() || g.names.size() == g.params.size(), "SGD: group ", gi, " has ", g.params.size(),
           " parameters but ", g.names.size(), " names");
     for (size_t i = 0; i < g.params.size(); ++i) {
@@ -80,7 +81,8 @@ SGD::Resolved SGD::resolve(const ParamGroup& g) const {
 }
 
 double SGD::current_lr(size_t group) const {
-  check(group < groups_.size(), "SGD::current_lr: group ", group, " does not exist (", groups_.size(), " groups)");
+  check(group < groups_.size(), "SGD::current_lr: group ", group, " does not exist (", groups_.size(),
+        " groups)");
   return resolve(groups_[group]).lr * (schedule_ ? schedule_->factor(step_count_) : 1.0);
 }
 
@@ -147,11 +149,11 @@ std::vector<std::string> SGD::check_state(int64_t step_count,
       continue;
     }
     if (t.shape() != param->shape())
-      problems.push_back(cat_str("optimizer state '", name, "' has shape ", t.shape(), " but its parameter has shape ",
-                                 param->shape()));
+      problems.push_back(cat_str("optimizer state '", name, "' has shape ", t.shape(),
+                                 " but its parameter has shape ", param->shape()));
     else if (t.dtype() != param->dtype())
-      problems.push_back(cat_str("optimizer state '", name, "' is ", dtype_name(t.dtype()), " but its parameter is ",
-                                 dtype_name(param->dtype())));
+      problems.push_back(cat_str("optimizer state '", name, "' is ", dtype_name(t.dtype()),
+                                 " but its parameter is ", dtype_name(param->dtype())));
   }
   return problems;
 }

@@ -83,7 +83,8 @@ class SGD {
   // parameters, a negative step count); empty when load_state would succeed.
   std::vector<std::string> check_state(int64_t step_count,
                                        const std::vector<std::pair<std::string, Tensor>>& buffers) const;
-  // Replaces the state (after check_state found no problem; throws otherwise). Buffers not listed are dropped.
+  // Replaces the state (after check_state found no problem; throws otherwise). Buffers not listed are
+  // dropped.
   void load_state(int64_t step_count, const std::vector<std::pair<std::string, Tensor>>& buffers);
 
  private:

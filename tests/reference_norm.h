@@ -25,7 +25,8 @@ inline std::vector<int64_t> batch_and_spatial_axes(const Tensor& x) {
   return axes;
 }
 
-inline Tensor affine_composed(const Tensor& x_hat, const Tensor& weight, const Tensor& bias, const Shape& shape) {
+inline Tensor affine_composed(const Tensor& x_hat, const Tensor& weight, const Tensor& bias,
+                              const Shape& shape) {
   Tensor y = x_hat;
   if (weight.defined()) y = y * weight.reshape(shape);
   if (bias.defined()) y = y + bias.reshape(shape);
@@ -61,13 +62,14 @@ inline Tensor instance_norm_composed(const Tensor& x, const Tensor& weight, cons
 inline Tensor group_norm_composed(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
                                   double eps) {
   const Tensor xg = x.reshape({x.size(0), groups, -1});
-  const Tensor x_hat = ((xg - mean(xg, {2}, true)) * rsqrt(var(xg, {2}, false, true) + eps)).reshape(x.shape());
+  const Tensor x_hat =
+      ((xg - mean(xg, {2}, true)) * rsqrt(var(xg, {2}, false, true) + eps)).reshape(x.shape());
   return affine_composed(x_hat, weight, bias, channel_shape(x));
 }
 
 // Statistics per sample over the last `trailing_dims` dims; per-element affine.
-inline Tensor layer_norm_composed(const Tensor& x, int64_t trailing_dims, const Tensor& weight, const Tensor& bias,
-                                  double eps) {
+inline Tensor layer_norm_composed(const Tensor& x, int64_t trailing_dims, const Tensor& weight,
+                                  const Tensor& bias, double eps) {
   std::vector<int64_t> axes;
   for (int64_t d = x.dim() - trailing_dims; d < x.dim(); ++d) axes.push_back(d);
   const Tensor x_hat = (x - mean(x, axes, true)) * rsqrt(var(x, axes, false, true) + eps);
@@ -86,7 +88,8 @@ inline Tensor rms_norm_composed(const Tensor& x, int64_t trailing_dims, const Te
 
 // Batch Renormalization in training mode; r and d are computed from detached values (stop_gradient).
 inline Tensor batch_renorm_composed(const Tensor& x, const Tensor& running_mean, const Tensor& running_std,
-                                    const Tensor& weight, const Tensor& bias, double rmax, double dmax, double eps) {
+                                    const Tensor& weight, const Tensor& bias, double rmax, double dmax,
+                                    double eps) {
   const auto axes = batch_and_spatial_axes(x);
   const Shape cs = channel_shape(x);
   const Tensor mu = mean(x, axes, true);

@@ -25,8 +25,8 @@ inline Tensor naive_matmul(const Tensor& a, const Tensor& b) {
 
 // Direct convolution: y[n, o, oh, ow] = b[o] + Σ_{c, i, j} w[o, c, i, j] · x[n, g·Cg + c, ih, iw] with
 // ih = oh·stride − padding + i·dilation (zero outside x), g = o's group.
-inline Tensor naive_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int64_t stride, int64_t padding,
-                           int64_t dilation, int64_t groups) {
+inline Tensor naive_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int64_t stride,
+                           int64_t padding, int64_t dilation, int64_t groups) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t OC = w.size(0), Cg = w.size(1), KH = w.size(2), KW = w.size(3), OCg = OC / groups;
   const int64_t OH = (H + 2 * padding - dilation * (KH - 1) - 1) / stride + 1;
@@ -43,7 +43,8 @@ inline Tensor naive_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias,
           for (int64_t c = 0; c < Cg; ++c)
             for (int64_t i = 0; i < KH; ++i)
               for (int64_t j = 0; j < KW; ++j) {
-                const int64_t ih = oh * stride - padding + i * dilation, iw = ow * stride - padding + j * dilation;
+                const int64_t ih = oh * stride - padding + i * dilation,
+                              iw = ow * stride - padding + j * dilation;
                 if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
                 acc += vw[((o * Cg + c) * KH + i) * KW + j] * vx[((n * C + g * Cg + c) * H + ih) * W + iw];
               }
@@ -53,14 +54,16 @@ inline Tensor naive_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias,
 }
 
 // The gradients of naive_conv2d (without the bias) for an upstream gradient dy, from the same loops: every
-// product w[o, c, i, j] · x[n, g·Cg + c, ih, iw] that made y[n, o, oh, ow] sends dy[n, o, oh, ow] back to both
-// factors. Returns {dx, dw}.
-inline std::vector<Tensor> naive_conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, int64_t stride,
-                                                 int64_t padding, int64_t dilation, int64_t groups) {
+// product w[o, c, i, j] · x[n, g·Cg + c, ih, iw] that made y[n, o, oh, ow] sends dy[n, o, oh, ow] back to
+// both factors. Returns {dx, dw}.
+inline std::vector<Tensor> naive_conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy,
+                                                 int64_t stride, int64_t padding, int64_t dilation,
+                                                 int64_t groups) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t OC = w.size(0), Cg = w.size(1), KH = w.size(2), KW = w.size(3), OCg = OC / groups;
   const int64_t OH = dy.size(2), OW = dy.size(3);
-  const std::vector<double> vx = x.to_vector<double>(), vw = w.to_vector<double>(), vdy = dy.to_vector<double>();
+  const std::vector<double> vx = x.to_vector<double>(), vw = w.to_vector<double>(),
+                            vdy = dy.to_vector<double>();
   std::vector<double> dx(vx.size(), 0.0), dw(vw.size(), 0.0);
   for (int64_t n = 0; n < N; ++n)
     for (int64_t o = 0; o < OC; ++o)
@@ -71,9 +74,11 @@ inline std::vector<Tensor> naive_conv2d_backward(const Tensor& x, const Tensor& 
           for (int64_t c = 0; c < Cg; ++c)
             for (int64_t i = 0; i < KH; ++i)
               for (int64_t j = 0; j < KW; ++j) {
-                const int64_t ih = oh * stride - padding + i * dilation, iw = ow * stride - padding + j * dilation;
+                const int64_t ih = oh * stride - padding + i * dilation,
+                              iw = ow * stride - padding + j * dilation;
                 if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                const int64_t xi = ((n * C + g * Cg + c) * H + ih) * W + iw, wi = ((o * Cg + c) * KH + i) * KW + j;
+                const int64_t xi = ((n * C + g * Cg + c) * H + ih) * W + iw,
+                              wi = ((o * Cg + c) * KH + i) * KW + j;
                 dx[xi] += vw[wi] * g_out;
                 dw[wi] += vx[xi] * g_out;
               }

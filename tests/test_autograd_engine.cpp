@@ -33,7 +33,8 @@ TEST_CASE("backward with an explicit upstream gradient", "[autograd]") {
   const Tensor y = mul(x, 3.0);
   y.backward(tensor({10, 100}));
   CHECK(values(x.grad()) == std::vector<double>{30, 300});
-  REQUIRE_THROWS_WITH(y.backward(tensor({1})), "backward: grad_output has shape [1] but the tensor has shape [2]");
+  REQUIRE_THROWS_WITH(y.backward(tensor({1})),
+                      "backward: grad_output has shape [1] but the tensor has shape [2]");
   REQUIRE_THROWS_WITH(y.backward(), Catch::Contains("only a one-element output can seed itself"));
 }
 
@@ -84,9 +85,11 @@ TEST_CASE("a deep graph does not overflow the stack", "[autograd]") {
 
 TEST_CASE("the engine rejects a gradient of the wrong shape and names the op", "[autograd][errors]") {
   Tensor x = tensor({1, 2, 3}).requires_grad_();
-  Tensor y = record(ones({3}), "broken_op", {x}, [](const Tensor&) { return std::vector<Tensor>{ones({2})}; });
-  REQUIRE_THROWS_WITH(sum(y).backward(),
-                      "backward of broken_op: gradient for input 0 has shape [2] but the input has shape [3]");
+  Tensor y =
+      record(ones({3}), "broken_op", {x}, [](const Tensor&) { return std::vector<Tensor>{ones({2})}; });
+  REQUIRE_THROWS_WITH(
+      sum(y).backward(),
+      "backward of broken_op: gradient for input 0 has shape [2] but the input has shape [3]");
 }
 
 TEST_CASE("backward through views writes into the right elements", "[autograd][views]") {
@@ -109,10 +112,22 @@ TEST_CASE("the order of the backward pass is deterministic", "[autograd]") {
     std::vector<int> order;
     Tensor a = tensor({1.0}).requires_grad_(), b = tensor({2.0}).requires_grad_();
     Tensor p = mul(a, b), q = add(a, b), r = mul(p, q);
-    p.register_hook([&](const Tensor& g) { order.push_back(1); return g; });
-    q.register_hook([&](const Tensor& g) { order.push_back(2); return g; });
-    a.register_hook([&](const Tensor& g) { order.push_back(3); return g; });
-    b.register_hook([&](const Tensor& g) { order.push_back(4); return g; });
+    p.register_hook([&](const Tensor& g) {
+      order.push_back(1);
+      return g;
+    });
+    q.register_hook([&](const Tensor& g) {
+      order.push_back(2);
+      return g;
+    });
+    a.register_hook([&](const Tensor& g) {
+      order.push_back(3);
+      return g;
+    });
+    b.register_hook([&](const Tensor& g) {
+      order.push_back(4);
+      return g;
+    });
     r.backward();
     return order;
   };

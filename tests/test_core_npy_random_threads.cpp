@@ -64,7 +64,8 @@ TEST_CASE("npy fixtures written by NumPy are read correctly", "[npy]") {
 
 TEST_CASE("malformed npy files give errors naming the file and the problem", "[npy][errors]") {
   TempDir dir;
-  REQUIRE_THROWS_WITH(load_npy(dir.file("missing.npy")), Catch::Contains("missing.npy") && Catch::Contains("cannot open"));
+  REQUIRE_THROWS_WITH(load_npy(dir.file("missing.npy")),
+                      Catch::Contains("missing.npy") && Catch::Contains("cannot open"));
   write_bytes(dir.file("bad.npy"), "hello world, not numpy");
   REQUIRE_THROWS_WITH(load_npy(dir.file("bad.npy")), Catch::Contains("bad magic"));
   save_npy(dir.file("t.npy"), ones({10, 10}));
@@ -122,7 +123,8 @@ TEST_CASE("distributions have the right moments and ranges", "[random]") {
   std::sort(perm.begin(), perm.end());
   CHECK(perm == values(arange(0.0, 100.0, 1.0, kFloat64)));
   REQUIRE_THROWS_WITH(randint(3, 3, {1}, &g), "randint: empty range [3, 3)");
-  REQUIRE_THROWS_WITH(bernoulli({1}, 1.5), Catch::Contains("bernoulli: probability must be in [0, 1], got 1.5"));
+  REQUIRE_THROWS_WITH(bernoulli({1}, 1.5),
+                      Catch::Contains("bernoulli: probability must be in [0, 1], got 1.5"));
 }
 
 TEST_CASE("OpenBLAS is the OpenMP build and follows set_num_threads", "[threads]") {

@@ -13,8 +13,8 @@ using test::values;
 
 TEST_CASE("broadcasting follows NumPy's rules", "[ops][broadcast]") {
   const Tensor col = tensor({1, 2}).reshape({2, 1});
-  const Tensor row = tensor({10, 20, 30});    // [3]
-  const Tensor s = add(col, row);             // [2, 3]
+  const Tensor row = tensor({10, 20, 30});  // [3]
+  const Tensor s = add(col, row);           // [2, 3]
   CHECK(s.shape() == Shape{2, 3});
   CHECK(values(s) == std::vector<double>{11, 21, 31, 12, 22, 32});
   CHECK(values(mul(tensor({{1, 2, 3}}), scalar_tensor(2))) == std::vector<double>{2, 4, 6});
@@ -88,7 +88,8 @@ TEST_CASE("reductions over any set of axes, with keepdim", "[ops][reduce]") {
   CHECK(var(v, {}, false).item() == Approx(1.25));
   CHECK(var(v).item() == Approx(5.0 / 3.0));
   CHECK(stddev(v, {}, false).item() == Approx(std::sqrt(1.25)));
-  REQUIRE_THROWS_WITH(sum(x, {3}), "sum: dim 3 is out of range for a tensor of rank 3 (expected -3 <= dim < 3)");
+  REQUIRE_THROWS_WITH(sum(x, {3}),
+                      "sum: dim 3 is out of range for a tensor of rank 3 (expected -3 <= dim < 3)");
   REQUIRE_THROWS_WITH(sum(x, {1, 1}), "sum: axis 1 is listed twice");
 }
 

@@ -118,7 +118,8 @@ TEST_CASE("cat, stack and index_select", "[tensor][ops]") {
   const Tensor idx = from_vector(std::vector<int64_t>{1, 1, 0});
   CHECK(values(index_select(a, 0, idx)) == std::vector<double>{3, 4, 3, 4, 1, 2});
   CHECK(values(index_select(a, 1, idx)) == std::vector<double>{2, 2, 1, 4, 4, 3});
-  REQUIRE_THROWS_WITH(cat({a, b}, 1), Catch::Contains("cat: tensor 1 has shape [1, 2] but tensor 0 has shape [2, 2]"));
+  REQUIRE_THROWS_WITH(cat({a, b}, 1),
+                      Catch::Contains("cat: tensor 1 has shape [1, 2] but tensor 0 has shape [2, 2]"));
   REQUIRE_THROWS_WITH(index_select(a, 0, from_vector(std::vector<int64_t>{2})),
                       "index_select: index 2 is out of range for dim 0 of size 2 (shape [2, 2])");
   REQUIRE_THROWS_WITH(index_select(a, 0, tensor({0})), Catch::Contains("index must be int64"));

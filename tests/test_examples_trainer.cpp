@@ -113,15 +113,16 @@ TEST_CASE("the trainer rejects bad options with messages naming the option", "[t
   REQUIRE_THROWS_WITH(train(r), Catch::Contains("/nonexistent/run.safetensors"));
 }
 
-TEST_CASE("every model and normalization the trainer offers builds and runs forward and backward", "[trainer]") {
+TEST_CASE("every model and normalization the trainer offers builds and runs forward and backward",
+          "[trainer]") {
   for (const std::string model : {"mlp", "cnn", "resnet"})
-    for (const std::string norm : {"none", "batch", "layer", "group", "instance", "rms", "batchrenorm", "ghost",
-                                   "noisy"}) {
+    for (const std::string norm :
+         {"none", "batch", "layer", "group", "instance", "rms", "batchrenorm", "ghost", "noisy"}) {
       ModelConfig c;
       c.model = model;
       c.norm = norm;
-      const bool unsupported = (model == "mlp" && norm == "instance") ||
-                               (model == "resnet" && (norm == "layer" || norm == "rms"));
+      const bool unsupported =
+          (model == "mlp" && norm == "instance") || (model == "resnet" && (norm == "layer" || norm == "rms"));
       INFO(model << " / " << norm);
       if (unsupported) {
         CHECK_THROWS_AS(build_model(c), Error);

@@ -49,7 +49,8 @@ const std::vector<ConvCase> kConvCases = {
 std::vector<ConvCase> kernel_cases() {
   std::vector<ConvCase> cases = kConvCases;
   cases.push_back({"1 input channel, 3x3 same padding, 7x5", {5, 1, 7, 5}, {4, 1, 3, 3}, 1, 1, 1, 1, false});
-  cases.push_back({"3x3 stride 1 padding 2 (output larger than input)", {3, 2, 5, 6}, {3, 2, 3, 3}, 1, 2, 1, 1, true});
+  cases.push_back(
+      {"3x3 stride 1 padding 2 (output larger than input)", {3, 2, 5, 6}, {3, 2, 3, 3}, 1, 2, 1, 1, true});
   cases.push_back({"one-pixel-wide input", {3, 2, 4, 1}, {2, 2, 3, 3}, 1, 1, 1, 1, true});
   cases.push_back({"5x5 same padding, batch 5", {5, 3, 6, 7}, {2, 3, 5, 5}, 1, 2, 1, 1, true});
   cases.push_back({"3x3 stride 2 padding 0, odd 9x7", {3, 2, 9, 7}, {3, 2, 3, 3}, 2, 0, 1, 1, false});
@@ -88,17 +89,21 @@ TEST_CASE("conv2d matches the direct convolution for every configuration", "[lay
     SECTION(c.name) {
       const Tensor x = rnd(c.x, 10), w = rnd(c.w, 11), b = c.bias ? rnd({c.w[0]}, 12) : Tensor();
       const Tensor y = conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups);
-      CHECK(allclose(y, reference::naive_conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups), 1e-12, 1e-12));
+      CHECK(allclose(y, reference::naive_conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups), 1e-12,
+                     1e-12));
       const Tensor xf = x.to(kFloat32), wf = w.to(kFloat32), bf = c.bias ? b.to(kFloat32) : Tensor();
-      CHECK(allclose(conv2d(xf, wf, bf, c.stride, c.padding, c.dilation, c.groups), y.to(kFloat32), 1e-4, 1e-5));
+      CHECK(allclose(conv2d(xf, wf, bf, c.stride, c.padding, c.dilation, c.groups), y.to(kFloat32), 1e-4,
+                     1e-5));
     }
   }
 }
 
 TEST_CASE("conv2d splits a large batch into several im2col chunks and still matches the reference",
           "[layers][conv]") {
-  // 16 channels, 3x3, 64x64: one sample's columns hold 144·4096 elements, so the batch of 16 needs two chunks.
-  const Tensor x = rnd({16, 16, 64, 64}, 20, kFloat32), w = rnd({4, 16, 3, 3}, 21, kFloat32), b = rnd({4}, 22, kFloat32);
+  // 16 channels, 3x3, 64x64: one sample's columns hold 144·4096 elements, so the batch of 16 needs two
+  // chunks.
+  const Tensor x = rnd({16, 16, 64, 64}, 20, kFloat32), w = rnd({4, 16, 3, 3}, 21, kFloat32),
+               b = rnd({4}, 22, kFloat32);
   REQUIRE(16 * 144 * 4096 > kConvColumnBudget);
   const Tensor y = conv2d(x, w, b, 1, 1);
   CHECK(allclose(y, reference::naive_conv2d(x, w, b, 1, 1, 1, 1).to(kFloat32), 1e-4, 1e-4));
@@ -121,13 +126,15 @@ TEST_CASE("conv2d splits a large batch into several im2col chunks and still matc
   CHECK(allclose(wb.grad(), dw_sum, 1e-3, 1e-3));
 }
 
-TEST_CASE("gradcheck: conv2d with stride, padding, dilation, groups and without bias", "[layers][conv][gradcheck]") {
+TEST_CASE("gradcheck: conv2d with stride, padding, dilation, groups and without bias",
+          "[layers][conv][gradcheck]") {
   for (const ConvCase& c : kConvCases) {
     SECTION(c.name) {
       std::vector<Tensor> inputs = {leaf(c.x, 30), leaf(c.w, 31)};
       if (c.bias) inputs.push_back(leaf({c.w[0]}, 32));
       auto f = [&](const std::vector<Tensor>& in) {
-        return conv2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), c.stride, c.padding, c.dilation, c.groups);
+        return conv2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), c.stride, c.padding, c.dilation,
+                      c.groups);
       };
       CHECK(gradcheck(f, inputs, {}, c.name));
     }
@@ -161,9 +168,11 @@ TEST_CASE("Conv2d module: shapes, PyTorch default init range, bias=false", "[lay
   CHECK(no_bias.describe() == "Conv2d(3, 8, kernel_size=3, padding=1, bias=false)");
 }
 
-TEST_CASE("Conv2d weight standardization: standardized weight, same output as the explicit formula, gradcheck",
-          "[layers][conv][gradcheck]") {
-  Conv2d conv(4, 6, 3, {.padding = 1, .groups = 2, .weight_standardization = true, .eps = 1e-5, .dtype = kFloat64});
+TEST_CASE(
+    "Conv2d weight standardization: standardized weight, same output as the explicit formula, gradcheck",
+    "[layers][conv][gradcheck]") {
+  Conv2d conv(4, 6, 3,
+              {.padding = 1, .groups = 2, .weight_standardization = true, .eps = 1e-5, .dtype = kFloat64});
   const Tensor w_hat = standardize_weight(conv.weight, 1e-5);
   const Tensor flat = w_hat.reshape({6, -1});
   CHECK(allclose(mean(flat, {1}), zeros({6}, kFloat64), 0, 1e-12));
@@ -184,13 +193,18 @@ TEST_CASE("Conv2d weight standardization: standardized weight, same output as th
   CHECK(allclose(w_hat, from_vector(expected, conv.weight.shape()), 1e-12, 1e-12));
 
   const Tensor x = rnd({2, 4, 5, 5}, 50);
-  CHECK(allclose(conv(x), conv2d(x, from_vector(expected, conv.weight.shape()), conv.bias, 1, 1, 1, 2), 1e-12, 1e-12));
+  CHECK(allclose(conv(x), conv2d(x, from_vector(expected, conv.weight.shape()), conv.bias, 1, 1, 1, 2), 1e-12,
+                 1e-12));
 
-  auto f = [&](const std::vector<Tensor>& in) { return conv2d(in[0], standardize_weight(in[1], 1e-5), in[2], 1, 1, 1, 2); };
-  CHECK(gradcheck(f, {leaf({2, 4, 5, 5}, 51), leaf({6, 2, 3, 3}, 52), leaf({6}, 53)}, {}, "weight-standardized conv2d"));
+  auto f = [&](const std::vector<Tensor>& in) {
+    return conv2d(in[0], standardize_weight(in[1], 1e-5), in[2], 1, 1, 1, 2);
+  };
+  CHECK(gradcheck(f, {leaf({2, 4, 5, 5}, 51), leaf({6, 2, 3, 3}, 52), leaf({6}, 53)}, {},
+                  "weight-standardized conv2d"));
 }
 
-TEST_CASE("Linear matches x·Wᵀ + b from the reference matmul, and passes gradcheck", "[layers][linear][gradcheck]") {
+TEST_CASE("Linear matches x·Wᵀ + b from the reference matmul, and passes gradcheck",
+          "[layers][linear][gradcheck]") {
   Generator gen(6);
   Linear fc(5, 3, true, kFloat64, &gen);
   const Tensor x = rnd({4, 5}, 60);
@@ -217,7 +231,8 @@ TEST_CASE("Linear and Conv2d reject wrong ranks and feature/channel counts with 
   CHECK_THROWS_WITH(fc(zeros({4, 6})), Catch::Contains("[..., 5]") && Catch::Contains("[4, 6]"));
   CHECK_THROWS_AS(fc(zeros({})), Error);
   Conv2d conv(3, 8, 3);
-  CHECK_THROWS_WITH(conv(zeros({8, 4, 32, 32})), Catch::Contains("[8, 4, 32, 32]") && Catch::Contains("Conv2d"));
+  CHECK_THROWS_WITH(conv(zeros({8, 4, 32, 32})),
+                    Catch::Contains("[8, 4, 32, 32]") && Catch::Contains("Conv2d"));
   CHECK_THROWS_WITH(conv(zeros({3, 32, 32})), Catch::Contains("[3, 32, 32]"));
   CHECK_THROWS_WITH(conv(zeros({1, 3, 2, 2})), Catch::Contains("too small"));
   CHECK_THROWS_WITH(conv2d(zeros({1, 4, 5, 5}), zeros({6, 2, 3, 3}), Tensor(), 1, 0, 1, 3),
@@ -253,7 +268,8 @@ TEST_CASE("conv2d and Linear handle an empty batch", "[layers][conv][linear]") {
   CHECK(Linear(5, 2)(zeros({0, 5})).shape() == Shape{0, 2});
 }
 
-TEST_CASE("im2col and col2im (row-run and shifted-plane paths) equal the plain-loop reference", "[layers][conv][kernels]") {
+TEST_CASE("im2col and col2im (row-run and shifted-plane paths) equal the plain-loop reference",
+          "[layers][conv][kernels]") {
   for (const ConvCase& c : kernel_cases()) {
     for (DType dtype : {kFloat64, kFloat32}) {
       DYNAMIC_SECTION(c.name << ", " << dtype_name(dtype)) {
@@ -278,8 +294,9 @@ TEST_CASE("im2col and col2im (row-run and shifted-plane paths) equal the plain-l
   }
 }
 
-TEST_CASE("per-sample GEMM kernels: forward equals the direct convolution, backward adds the direct gradients",
-          "[layers][conv][kernels]") {
+TEST_CASE(
+    "per-sample GEMM kernels: forward equals the direct convolution, backward adds the direct gradients",
+    "[layers][conv][kernels]") {
   for (const ConvCase& base : kernel_cases()) {
     const ConvCase c = with_batch(base, base.x[0] == 1 ? 3 : base.x[0]);
     for (DType dtype : {kFloat64, kFloat32}) {
@@ -293,7 +310,8 @@ TEST_CASE("per-sample GEMM kernels: forward equals the direct convolution, backw
         CHECK(allclose(y, y_ref.to(dtype), tol, tol));
 
         const Tensor dy = rnd(y_ref.shape(), 93);
-        const std::vector<Tensor> ref = reference::naive_conv2d_backward(x, w, dy, c.stride, c.padding, c.dilation, c.groups);
+        const std::vector<Tensor> ref =
+            reference::naive_conv2d_backward(x, w, dy, c.stride, c.padding, c.dilation, c.groups);
         const Tensor dx0 = rnd(c.x, 94), dw0 = rnd(c.w, 95);  // pre-filled: the kernel must add
         Tensor dx = dx0.to(dtype).clone(), dw = dw0.to(dtype).clone(), none;  // .to(same dtype) aliases
         kernels::conv2d_backward(x.to(dtype), w.to(dtype), dy.to(dtype), g, c.groups, dx, dw);
@@ -320,11 +338,13 @@ TEST_CASE("conv2d takes both paths (chunked batched GEMMs, per-sample GEMMs) and
       DYNAMIC_SECTION(c.name << ", batch " << n) {
         const Tensor x = rnd(c.x, 100), w = rnd(c.w, 101), b = c.bias ? rnd({c.w[0]}, 102) : Tensor();
         CHECK(allclose(conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups),
-                       reference::naive_conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups), 1e-12, 1e-12));
+                       reference::naive_conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups), 1e-12,
+                       1e-12));
         const Tensor u = rnd(conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups).shape(), 103);
         const Tensor xg = x.clone().requires_grad_(), wg = w.clone().requires_grad_();
         conv2d(xg, wg, b, c.stride, c.padding, c.dilation, c.groups).backward(u);
-        const std::vector<Tensor> ref = reference::naive_conv2d_backward(x, w, u, c.stride, c.padding, c.dilation, c.groups);
+        const std::vector<Tensor> ref =
+            reference::naive_conv2d_backward(x, w, u, c.stride, c.padding, c.dilation, c.groups);
         CHECK(allclose(xg.grad(), ref[0], 1e-12, 1e-12));
         CHECK(allclose(wg.grad(), ref[1], 1e-12, 1e-12));
       }
@@ -332,6 +352,7 @@ TEST_CASE("conv2d takes both paths (chunked batched GEMMs, per-sample GEMMs) and
   }
   SECTION("gradcheck through the per-sample path") {
     auto f = [](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], 1, 1); };
-    CHECK(gradcheck(f, {leaf({large, 2, 4, 3}, 104), leaf({3, 2, 3, 3}, 105), leaf({3}, 106)}, {}, "conv2d per-sample"));
+    CHECK(gradcheck(f, {leaf({large, 2, 4, 3}, 104), leaf({3, 2, 3, 3}, 105), leaf({3}, 106)}, {},
+                    "conv2d per-sample"));
   }
 }

@@ -43,7 +43,8 @@ TEST_CASE("dropout masks are reproducible from a seeded generator", "[layers][dr
   CHECK(test::values(ya) != test::values(yc));
 }
 
-TEST_CASE("gradcheck: dropout with a fixed mask; its gradient is mask/(1 - p)", "[layers][dropout][gradcheck]") {
+TEST_CASE("gradcheck: dropout with a fixed mask; its gradient is mask/(1 - p)",
+          "[layers][dropout][gradcheck]") {
   Generator gen(5);
   const Tensor mask = bernoulli({3, 4}, 0.6, kFloat64, &gen);
   Tensor x = randn({3, 4}, kFloat64, &gen).requires_grad_();
@@ -57,7 +58,8 @@ TEST_CASE("gradcheck: dropout with a fixed mask; its gradient is mask/(1 - p)", 
 TEST_CASE("dropout with p = 1 outputs zeros, and p outside [0, 1] is an error", "[layers][dropout][errors]") {
   CHECK(test::values(dropout(ones({4}), 1.0, true)) == std::vector<double>(4, 0.0));
   CHECK_THROWS_WITH(Dropout(1.5), Catch::Contains("[0, 1]") && Catch::Contains("1.5"));
-  CHECK_THROWS_WITH(dropout_with_mask(ones({4}), ones({5}), 0.5), Catch::Contains("[5]") && Catch::Contains("[4]"));
+  CHECK_THROWS_WITH(dropout_with_mask(ones({4}), ones({5}), 0.5),
+                    Catch::Contains("[5]") && Catch::Contains("[4]"));
 }
 
 TEST_CASE("activation modules compute their functional ops", "[layers][activation]") {

@@ -89,15 +89,15 @@ TEST_CASE("Linear and Conv2d defaults are PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fa
 
 TEST_CASE("biases that feed straight into a normalization are listed and removed", "[layers][bias]") {
   Sequential net;
-  net.emplace<Conv2d>(3, 8, 3);             // 0: followed by a normalization → useless bias
-  net.emplace<MeanSubtract>();              // 1
-  net.emplace<ReLU>();                      // 2
-  net.emplace<Conv2d>(8, 8, 3);             // 3: followed by ReLU → keeps its bias
-  net.emplace<ReLU>();                      // 4
-  auto inner = net.emplace<Sequential>();   // 5
-  inner->emplace<Linear>(8, 4);             // 5.0: followed by a normalization
+  net.emplace<Conv2d>(3, 8, 3);            // 0: followed by a normalization → useless bias
+  net.emplace<MeanSubtract>();             // 1
+  net.emplace<ReLU>();                     // 2
+  net.emplace<Conv2d>(8, 8, 3);            // 3: followed by ReLU → keeps its bias
+  net.emplace<ReLU>();                     // 4
+  auto inner = net.emplace<Sequential>();  // 5
+  inner->emplace<Linear>(8, 4);            // 5.0: followed by a normalization
   inner->emplace<MeanSubtract>();
-  inner->emplace<Linear>(4, 2, false);      // 5.2: already bias-free
+  inner->emplace<Linear>(4, 2, false);  // 5.2: already bias-free
   inner->emplace<MeanSubtract>();
 
   CHECK(biases_before_normalization(net) == std::vector<std::string>{"0.bias", "5.0.bias"});
@@ -114,8 +114,10 @@ TEST_CASE("biases that feed straight into a normalization are listed and removed
   CHECK(allclose(net[1]->forward(net[0]->forward(x)), y0, 1e-4, 1e-5));
 }
 
-TEST_CASE("BasicBlock: identity and projection shortcuts, default Identity norm, bias-free convs before a "
-          "cancelling norm", "[layers][residual]") {
+TEST_CASE(
+    "BasicBlock: identity and projection shortcuts, default Identity norm, bias-free convs before a "
+    "cancelling norm",
+    "[layers][residual]") {
   BasicBlock same(8, 8);
   CHECK(same.shortcut->type_name() == "Identity");
   CHECK(same(randn({2, 8, 6, 6})).shape() == Shape{2, 8, 6, 6});
@@ -141,7 +143,10 @@ TEST_CASE("gradcheck: a BasicBlock with a projection shortcut", "[layers][residu
 
 TEST_CASE("small_resnet maps images to class scores and trains", "[layers][residual]") {
   Generator gen(2);
-  auto net = small_resnet({.in_channels = 3, .num_classes = 5, .widths = {4, 8}, .blocks_per_stage = 1,
+  auto net = small_resnet({.in_channels = 3,
+                           .num_classes = 5,
+                           .widths = {4, 8},
+                           .blocks_per_stage = 1,
                            .conv_options = {.generator = &gen}});
   const Tensor x = randn({4, 3, 8, 8}, kFloat32, &gen);
   const Tensor y = (*net)(x);
@@ -153,8 +158,10 @@ TEST_CASE("small_resnet maps images to class scores and trains", "[layers][resid
   }
 }
 
-TEST_CASE("with BatchNorm2d as the normalization, blocks build bias-free convs and the helper finds "
-          "Conv2d -> BatchNorm2d biases", "[layers][residual][bias]") {
+TEST_CASE(
+    "with BatchNorm2d as the normalization, blocks build bias-free convs and the helper finds "
+    "Conv2d -> BatchNorm2d biases",
+    "[layers][residual][bias]") {
   BasicBlock block(4, 8, 2, [](int64_t c) { return std::make_shared<BatchNorm2d>(c); });
   for (auto& [name, p] : block.named_parameters()) {
     INFO(name);

@@ -18,8 +18,10 @@ TEST_CASE("fused linear equals matmul(x, Wᵀ) + b in forward and backward", "[l
       INFO(dtype_name(dt) << (with_bias ? " with bias" : " without bias"));
       const Tensor x0 = randn({2, 3, 5}, dt, &gen), w0 = randn({4, 5}, dt, &gen), b0 = randn({4}, dt, &gen);
       const Tensor g = randn({2, 3, 4}, dt, &gen);
-      Tensor x1 = x0.clone().requires_grad_(), w1 = w0.clone().requires_grad_(), b1 = b0.clone().requires_grad_();
-      Tensor x2 = x0.clone().requires_grad_(), w2 = w0.clone().requires_grad_(), b2 = b0.clone().requires_grad_();
+      Tensor x1 = x0.clone().requires_grad_(), w1 = w0.clone().requires_grad_(),
+             b1 = b0.clone().requires_grad_();
+      Tensor x2 = x0.clone().requires_grad_(), w2 = w0.clone().requires_grad_(),
+             b2 = b0.clone().requires_grad_();
       const Tensor fused = linear(x1, w1, with_bias ? b1 : Tensor());
       Tensor composed = matmul(x2, w2.t());
       if (with_bias) composed = add(composed, b2);
@@ -41,5 +43,6 @@ TEST_CASE("column_sums adds the column sums of a matrix into its output", "[core
   kernels::column_sums(x, out);
   CHECK(allclose(out, add(sum(x, {0}), 1.0), 1e-12, 1e-12));
   Tensor wrong = zeros({5}, kFloat64);
-  REQUIRE_THROWS_WITH(kernels::column_sums(x, wrong), Catch::Contains("column_sums: out has shape [5], expected [600]"));
+  REQUIRE_THROWS_WITH(kernels::column_sums(x, wrong),
+                      Catch::Contains("column_sums: out has shape [5], expected [600]"));
 }

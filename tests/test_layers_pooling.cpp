@@ -54,12 +54,16 @@ TEST_CASE("gradcheck: max_pool2d, avg_pool2d (both divisors), adaptive and globa
           "[layers][pooling][gradcheck]") {
   for (const PoolCase& c : kPoolCases) {
     SECTION(c.name) {
-      CHECK(gradcheck([&](const std::vector<Tensor>& in) { return max_pool2d(in[0], c.kernel, c.stride, c.padding); },
-                      {leaf(c.x, 2)}, {}, "max_pool2d"));
-      CHECK(gradcheck([&](const std::vector<Tensor>& in) { return avg_pool2d(in[0], c.kernel, c.stride, c.padding); },
-                      {leaf(c.x, 3)}, {}, "avg_pool2d"));
       CHECK(gradcheck(
-          [&](const std::vector<Tensor>& in) { return avg_pool2d(in[0], c.kernel, c.stride, c.padding, false); },
+          [&](const std::vector<Tensor>& in) { return max_pool2d(in[0], c.kernel, c.stride, c.padding); },
+          {leaf(c.x, 2)}, {}, "max_pool2d"));
+      CHECK(gradcheck(
+          [&](const std::vector<Tensor>& in) { return avg_pool2d(in[0], c.kernel, c.stride, c.padding); },
+          {leaf(c.x, 3)}, {}, "avg_pool2d"));
+      CHECK(gradcheck(
+          [&](const std::vector<Tensor>& in) {
+            return avg_pool2d(in[0], c.kernel, c.stride, c.padding, false);
+          },
           {leaf(c.x, 4)}, {}, "avg_pool2d count_include_pad=false"));
     }
   }
@@ -68,12 +72,13 @@ TEST_CASE("gradcheck: max_pool2d, avg_pool2d (both divisors), adaptive and globa
                     {leaf({2, 2, 7, 5}, 5)}, {}, "adaptive_avg_pool2d"));
   }
   SECTION("global average") {
-    CHECK(gradcheck([](const std::vector<Tensor>& in) { return global_avg_pool2d(in[0]); }, {leaf({2, 3, 4, 5}, 6)},
-                    {}, "global_avg_pool2d"));
+    CHECK(gradcheck([](const std::vector<Tensor>& in) { return global_avg_pool2d(in[0]); },
+                    {leaf({2, 3, 4, 5}, 6)}, {}, "global_avg_pool2d"));
   }
 }
 
-TEST_CASE("adaptive_avg_pool2d uses PyTorch's windows [floor(i·H/OH), ceil((i+1)·H/OH))", "[layers][pooling]") {
+TEST_CASE("adaptive_avg_pool2d uses PyTorch's windows [floor(i·H/OH), ceil((i+1)·H/OH))",
+          "[layers][pooling]") {
   // H = 5 → OH = 3: row windows [0, 2), [1, 4), [3, 5).
   const Tensor x = arange(0.0, 5.0, 1.0, kFloat64).reshape({1, 1, 5, 1});
   CHECK(test::values(adaptive_avg_pool2d(x, 3, 1)) == std::vector<double>{0.5, 2.0, 3.5});
@@ -83,7 +88,8 @@ TEST_CASE("adaptive_avg_pool2d uses PyTorch's windows [floor(i·H/OH), ceil((i+1
   CHECK(allclose(global_avg_pool2d(y), mean(y, {2, 3}), 1e-12, 1e-12));
 }
 
-TEST_CASE("max_pool2d sends the gradient to the first maximum of the window, and adds into dx", "[layers][pooling]") {
+TEST_CASE("max_pool2d sends the gradient to the first maximum of the window, and adds into dx",
+          "[layers][pooling]") {
   const Tensor x = tensor({1, 3, 3, 2}, kFloat64).reshape({1, 1, 2, 2}).detach().requires_grad_();
   max_pool2d(x, 2).backward(ones({1, 1, 1, 1}, kFloat64));
   CHECK(test::values(x.grad()) == std::vector<double>{0, 1, 0, 0});
@@ -101,8 +107,10 @@ TEST_CASE("pooling modules and Flatten", "[layers][pooling]") {
   CHECK(MaxPool2d(3, 2, 1).describe() == "MaxPool2d(kernel_size=3, stride=2, padding=1)");
 }
 
-TEST_CASE("pooling rejects bad input with nl::Error naming the op and the shape", "[layers][pooling][errors]") {
-  CHECK_THROWS_WITH(max_pool2d(zeros({3, 8, 8}), 2), Catch::Contains("max_pool2d") && Catch::Contains("[3, 8, 8]"));
+TEST_CASE("pooling rejects bad input with nl::Error naming the op and the shape",
+          "[layers][pooling][errors]") {
+  CHECK_THROWS_WITH(max_pool2d(zeros({3, 8, 8}), 2),
+                    Catch::Contains("max_pool2d") && Catch::Contains("[3, 8, 8]"));
   CHECK_THROWS_WITH(avg_pool2d(zeros({1, 1, 2, 2}), 3), Catch::Contains("smaller than the kernel"));
   CHECK_THROWS_WITH(max_pool2d(zeros({1, 1, 8, 8}), 2, 2, 2), Catch::Contains("padding"));
   CHECK_THROWS_WITH(adaptive_avg_pool2d(zeros({2, 8}), 1, 1), Catch::Contains("[2, 8]"));
@@ -119,8 +127,9 @@ TEST_CASE("max_pool2d propagates NaN, and pooling handles an empty batch", "[lay
   CHECK(global_avg_pool2d(zeros({0, 3, 4, 4})).shape() == Shape{0, 3});
 }
 
-TEST_CASE("max_pool2d 2x2 stride 2 fast path: same values and argmax as the generic reference loop, ties and NaN",
-          "[layers][pooling][kernels]") {
+TEST_CASE(
+    "max_pool2d 2x2 stride 2 fast path: same values and argmax as the generic reference loop, ties and NaN",
+    "[layers][pooling][kernels]") {
   // Small integers make ties in most windows (the first maximum in window order must win); a few NaN and
   // -inf cells land in every window position. Odd sizes leave a ragged last row and column.
   // Widths past 32 and 64 cover the 16-window vector steps and their masked remainders.
@@ -157,8 +166,8 @@ TEST_CASE("max_pool2d backward in assign mode equals adding into zeros, and igno
     Shape shape;
     int64_t kernel, stride, padding;
   };
-  for (const Case& c : {Case{{2, 3, 6, 6}, 2, 2, 0}, Case{{1, 2, 7, 9}, 2, 2, 0}, Case{{2, 2, 8, 40}, 2, 2, 0},
-                        Case{{1, 2, 7, 7}, 3, 2, 1}}) {
+  for (const Case& c : {Case{{2, 3, 6, 6}, 2, 2, 0}, Case{{1, 2, 7, 9}, 2, 2, 0},
+                        Case{{2, 2, 8, 40}, 2, 2, 0}, Case{{1, 2, 7, 7}, 3, 2, 1}}) {
     for (DType dtype : {kFloat32, kFloat64}) {
       DYNAMIC_SECTION(shape_str(c.shape) << " kernel " << c.kernel << " " << dtype_name(dtype)) {
         const Tensor x = rnd(c.shape, 5).to(dtype);

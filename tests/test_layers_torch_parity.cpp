@@ -18,7 +18,9 @@ using test::allclose;
 
 namespace {
 
-Tensor fixture(const std::string& name) { return load_npy(std::string(NORMLAB_TEST_DATA) + "/torch/" + name + ".npy"); }
+Tensor fixture(const std::string& name) {
+  return load_npy(std::string(NORMLAB_TEST_DATA) + "/torch/" + name + ".npy");
+}
 
 // Replaces the module's parameter `name` by PyTorch's value (float64, requiring grad).
 void set_param(Module& m, const std::string& name, const std::string& prefix) {
@@ -27,7 +29,8 @@ void set_param(Module& m, const std::string& name, const std::string& prefix) {
   *p = fixture(prefix + "_param_" + name).requires_grad_();
 }
 
-// The layer_case of make_fixtures.py: three training steps (outputs, gradients, running statistics), then eval.
+// The layer_case of make_fixtures.py: three training steps (outputs, gradients, running statistics), then
+// eval.
 void check_layer(Module& layer, const std::string& prefix, const std::vector<std::string>& params,
                  const std::vector<std::string>& buffers, double running_tol = 1e-6) {
   for (const std::string& p : params) set_param(layer, p, prefix);
@@ -119,7 +122,8 @@ TEST_CASE("PyTorch parity: SGD with momentum, nesterov, dampening and weight dec
   };
   std::vector<Case> cases(3);
   cases[0].tag = "momentum", cases[0].o.momentum = 0.9, cases[0].o.weight_decay = 0.01;
-  cases[1].tag = "nesterov", cases[1].o.momentum = 0.9, cases[1].o.nesterov = true, cases[1].o.weight_decay = 0.01;
+  cases[1].tag = "nesterov", cases[1].o.momentum = 0.9, cases[1].o.nesterov = true,
+  cases[1].o.weight_decay = 0.01;
   cases[2].tag = "dampening", cases[2].o.momentum = 0.8, cases[2].o.dampening = 0.3;
   for (Case& c : cases) {
     INFO(c.tag);

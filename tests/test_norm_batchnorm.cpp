@@ -85,7 +85,8 @@ TEST_CASE("BatchNorm1d: initial state, parameter and buffer names", "[norm][batc
   CHECK(plain.named_buffers().empty());
 }
 
-TEST_CASE("BatchNorm2d: running statistics after several steps follow the exact formulas", "[norm][batchnorm]") {
+TEST_CASE("BatchNorm2d: running statistics after several steps follow the exact formulas",
+          "[norm][batchnorm]") {
   Generator gen(21);
   BatchNorm2d bn(3, {.momentum = 0.3});
   std::vector<double> rm(3, 0.0), rv(3, 1.0);
@@ -105,7 +106,8 @@ TEST_CASE("BatchNorm2d: running statistics after several steps follow the exact 
   CHECK(bn.num_batches_tracked.item() == 4);
 }
 
-TEST_CASE("BatchNorm1d: momentum None is the cumulative average of the batch statistics", "[norm][batchnorm]") {
+TEST_CASE("BatchNorm1d: momentum None is the cumulative average of the batch statistics",
+          "[norm][batchnorm]") {
   Generator gen(22);
   BatchNorm1d bn(2, {.momentum = std::nullopt});
   std::vector<double> sum_mean(2, 0.0), sum_var(2, 0.0);
@@ -123,7 +125,8 @@ TEST_CASE("BatchNorm1d: momentum None is the cumulative average of the batch sta
   CHECK_THROWS_WITH(cumulative_average_factor(0), Catch::Contains("num_batches_tracked"));
 }
 
-TEST_CASE("batch_norm: gradcheck of input, weight and bias in training mode", "[norm][batchnorm][gradcheck]") {
+TEST_CASE("batch_norm: gradcheck of input, weight and bias in training mode",
+          "[norm][batchnorm][gradcheck]") {
   Generator gen(1);
   for (const Shape& shape : {Shape{4, 3, 2, 2}, Shape{5, 4}, Shape{3, 2, 5}}) {
     INFO("shape " << shape_str(shape));
@@ -131,9 +134,11 @@ TEST_CASE("batch_norm: gradcheck of input, weight and bias in training mode", "[
     const Tensor x = randn(shape, kFloat64, &gen).requires_grad_();
     const Tensor w = randn({C}, kFloat64, &gen).requires_grad_();
     const Tensor b = randn({C}, kFloat64, &gen).requires_grad_();
-    CHECK(gradcheck([](const std::vector<Tensor>& in) {
-      return batch_norm(in[0], Tensor(), Tensor(), in[1], in[2], true, 0.1, 1e-5);
-    }, {x, w, b}));
+    CHECK(gradcheck(
+        [](const std::vector<Tensor>& in) {
+          return batch_norm(in[0], Tensor(), Tensor(), in[1], in[2], true, 0.1, 1e-5);
+        },
+        {x, w, b}));
   }
 }
 
@@ -143,9 +148,11 @@ TEST_CASE("batch_norm: gradcheck in eval mode (a per-channel affine map)", "[nor
   const Tensor w = randn({3}, kFloat64, &gen).requires_grad_();
   const Tensor b = randn({3}, kFloat64, &gen).requires_grad_();
   const Tensor rm = randn({3}, kFloat64, &gen), rv = rand({3}, kFloat64, &gen, 0.5, 2.0);
-  CHECK(gradcheck([&](const std::vector<Tensor>& in) {
-    return batch_norm(in[0], rm, rv, in[1], in[2], false, 0.1, 1e-5);
-  }, {x, w, b}));
+  CHECK(gradcheck(
+      [&](const std::vector<Tensor>& in) {
+        return batch_norm(in[0], rm, rv, in[1], in[2], false, 0.1, 1e-5);
+      },
+      {x, w, b}));
   // The eval input gradient is exactly dy·γ/sqrt(running_var + eps).
   const Tensor y = batch_norm(x, rm, rv, w, b, false, 0.1, 1e-5);
   const Tensor dy = randn(y.shape(), kFloat64, &gen);
@@ -155,7 +162,8 @@ TEST_CASE("batch_norm: gradcheck in eval mode (a per-channel affine map)", "[nor
   CHECK(allclose(x.grad(), expected.detach(), 1e-12, 1e-12));
 }
 
-TEST_CASE("BatchNorm2d module: gradcheck through the module in train and eval", "[norm][batchnorm][gradcheck]") {
+TEST_CASE("BatchNorm2d module: gradcheck through the module in train and eval",
+          "[norm][batchnorm][gradcheck]") {
   Generator gen(3);
   BatchNorm2d bn(2);
   to_float64(bn);
@@ -181,7 +189,8 @@ TEST_CASE("batch_norm: the fused kernel agrees with the composed oracle, forward
       const Tensor w0 = randn({C}, dt, &gen), b0 = randn({C}, dt, &gen);
       const Tensor dy = randn(shape, dt, &gen);
       auto run = [&](bool fused) {
-        Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+        Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(),
+               b = b0.clone().requires_grad_();
         const Tensor y = fused ? batch_norm(x, Tensor(), Tensor(), w, b, true, 0.1, 1e-5)
                                : test::batch_norm_composed(x, w, b, 1e-5);
         y.backward(dy);
@@ -203,7 +212,8 @@ TEST_CASE("batch_norm: backward adds into pre-filled gradients of x, weight and 
   const Tensor dy = randn({6, 3, 2, 2}, kFloat64, &gen);
   batch_norm(x, Tensor(), Tensor(), w, b, true, 0.1, 1e-5).backward(dy);
   const Tensor gx = x.grad().clone(), gw = w.grad().clone(), gb = b.grad().clone();
-  const Tensor px = randn(x.shape(), kFloat64, &gen), pw = randn({3}, kFloat64, &gen), pb = randn({3}, kFloat64, &gen);
+  const Tensor px = randn(x.shape(), kFloat64, &gen), pw = randn({3}, kFloat64, &gen),
+               pb = randn({3}, kFloat64, &gen);
   x.set_grad(px.clone());
   w.set_grad(pw.clone());
   b.set_grad(pb.clone());
@@ -228,10 +238,11 @@ TEST_CASE("BatchNorm2d: eval uses the running statistics, so a sample's output i
     CHECK(allclose(bn(other).narrow(0, 0, 1).contiguous(), alone, 1e-6, 1e-6));
   }
   // And eval equals the affine map with the running statistics.
-  CHECK(allclose(y_batch,
-                 test::batch_norm_eval_composed(batch, bn.running_mean, bn.running_var, bn.weight, bn.bias, 1e-5)
-                     .detach(),
-                 1e-5, 1e-5));
+  CHECK(allclose(
+      y_batch,
+      test::batch_norm_eval_composed(batch, bn.running_mean, bn.running_var, bn.weight, bn.bias, 1e-5)
+          .detach(),
+      1e-5, 1e-5));
   // Eval does not touch the buffers.
   const auto before = values(bn.running_mean);
   bn(batch);
@@ -258,13 +269,16 @@ TEST_CASE("BatchNorm2d: track_running_stats=false uses batch statistics in eval 
   CHECK(allclose(y_eval, y_train, 1e-6, 1e-6));
   CHECK(allclose(y_eval, test::batch_norm_composed(x, bn.weight, bn.bias, 1e-5).detach(), 1e-5, 1e-5));
   // One value per channel is then an error in eval as well, as in PyTorch.
-  CHECK_THROWS_WITH(bn(randn({1, 2, 1, 1}, kFloat32, &gen)), Catch::Contains("more than 1 value per channel"));
+  CHECK_THROWS_WITH(bn(randn({1, 2, 1, 1}, kFloat32, &gen)),
+                    Catch::Contains("more than 1 value per channel"));
 }
 
-TEST_CASE("BatchNorm: one value per channel in training is an error; eval accepts it", "[norm][batchnorm][errors]") {
+TEST_CASE("BatchNorm: one value per channel in training is an error; eval accepts it",
+          "[norm][batchnorm][errors]") {
   BatchNorm1d bn1(3);
-  CHECK_THROWS_WITH(bn1(ones({1, 3})), Catch::Contains("expected more than 1 value per channel when training") &&
-                                           Catch::Contains("[1, 3]"));
+  CHECK_THROWS_WITH(
+      bn1(ones({1, 3})),
+      Catch::Contains("expected more than 1 value per channel when training") && Catch::Contains("[1, 3]"));
   CHECK(bn1.num_batches_tracked.item() == 0);  // the rejected batch was not counted
   BatchNorm2d bn2(3);
   CHECK_THROWS_WITH(bn2(ones({1, 3, 1, 1})), Catch::Contains("more than 1 value per channel"));
@@ -273,11 +287,12 @@ TEST_CASE("BatchNorm: one value per channel in training is an error; eval accept
   CHECK_NOTHROW(bn1(ones({1, 3})));
 }
 
-TEST_CASE("BatchNorm: wrong rank, wrong channel count and bad options are errors", "[norm][batchnorm][errors]") {
+TEST_CASE("BatchNorm: wrong rank, wrong channel count and bad options are errors",
+          "[norm][batchnorm][errors]") {
   BatchNorm2d bn2(3);
   CHECK_THROWS_WITH(bn2(ones({2, 3, 4})), Catch::Contains("BatchNorm2d") && Catch::Contains("[2, 3, 4]"));
-  CHECK_THROWS_WITH(bn2(ones({2, 4, 5, 5})), Catch::Contains("expected 3 channels") &&
-                                                 Catch::Contains("[2, 4, 5, 5]"));
+  CHECK_THROWS_WITH(bn2(ones({2, 4, 5, 5})),
+                    Catch::Contains("expected 3 channels") && Catch::Contains("[2, 4, 5, 5]"));
   BatchNorm1d bn1(3);
   CHECK_THROWS_WITH(bn1(ones({2, 3, 4, 4})), Catch::Contains("BatchNorm1d") && Catch::Contains("2 or 3"));
   CHECK_THROWS_WITH(bn1(ones({3})), Catch::Contains("BatchNorm1d"));
@@ -306,7 +321,8 @@ TEST_CASE("BatchNorm: freeze_running_stats keeps the buffers but still trains ga
   CHECK(values(bn.running_mean) == rm);
   CHECK(values(bn.running_var) == rv);
   CHECK(bn.num_batches_tracked.item() == 1);
-  CHECK(allclose(y, test::batch_norm_composed(x, bn.weight, bn.bias, 1e-5).detach(), 1e-5, 1e-5));  // batch stats
+  CHECK(allclose(y, test::batch_norm_composed(x, bn.weight, bn.bias, 1e-5).detach(), 1e-5,
+                 1e-5));  // batch stats
   bn.zero_grad();
   sum(mul(y, randn(y.shape(), kFloat32, &gen))).backward();
   CHECK(bn.weight.grad().defined());

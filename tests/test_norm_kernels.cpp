@@ -61,7 +61,8 @@ NormStats stats_for(const Tensor& x, const NormLayout& l, double eps, bool with_
   NormStats st{empty({l.num_stat_groups()}, kFloat64), empty({l.num_stat_groups()}, kFloat64), {}, {}};
   Tensor var = empty({l.num_stat_groups()}, kFloat64);
   cpu::normalize_reference_moments(x, l, st.mean, var);
-  for (int64_t i = 0; i < var.numel(); ++i) st.inv_std.data<double>()[i] = 1.0 / std::sqrt(var.data<double>()[i] + eps);
+  for (int64_t i = 0; i < var.numel(); ++i)
+    st.inv_std.data<double>()[i] = 1.0 / std::sqrt(var.data<double>()[i] + eps);
   if (with_renorm) {
     st.r = rand({l.num_stat_groups()}, kFloat64, &gen, 0.5, 2.0);
     st.d = rand({l.num_stat_groups()}, kFloat64, &gen, -1.0, 1.0);
@@ -111,8 +112,9 @@ TEST_CASE("normalize kernels: optimized moments, forward and backward match the 
   }
 }
 
-TEST_CASE("normalize kernels: the fused training forward matches moments, inv_std and forward of the reference",
-          "[norm][kernels]") {
+TEST_CASE(
+    "normalize kernels: the fused training forward matches moments, inv_std and forward of the reference",
+    "[norm][kernels]") {
   Generator gen(17);
   for (DType dt : {kFloat64, kFloat32}) {
     const double tol = dt == kFloat64 ? 1e-12 : 2e-5;
@@ -125,7 +127,8 @@ TEST_CASE("normalize kernels: the fused training forward matches moments, inv_st
         const Tensor w = affine ? random({l.num_channels()}, dt, gen) : Tensor();
         const Tensor b = affine ? random({l.num_channels()}, dt, gen) : Tensor();
         const NormStats st_ref = stats_for(x, l, eps, false, gen);
-        Tensor m_ref = empty({l.num_stat_groups()}, kFloat64), v_ref = empty_like(m_ref), y_ref = empty_like(x);
+        Tensor m_ref = empty({l.num_stat_groups()}, kFloat64), v_ref = empty_like(m_ref),
+               y_ref = empty_like(x);
         cpu::normalize_reference_moments(x, l, m_ref, v_ref);
         cpu::normalize_reference_forward(x, l, st_ref, w, b, y_ref);
 
@@ -215,7 +218,8 @@ TEST_CASE("normalize kernels: backward adds into pre-filled dx, dweight and dbia
     Tensor dx0 = zeros_like(x), dw0 = zeros_like(w), db0 = zeros_like(w);
     kernels::normalize_backward(x, dy, l, st, w, true, dx0, dw0, db0);
 
-    const Tensor fill_x = random({l.numel()}, kFloat64, gen), fill_w = random({l.num_channels()}, kFloat64, gen);
+    const Tensor fill_x = random({l.numel()}, kFloat64, gen),
+                 fill_w = random({l.num_channels()}, kFloat64, gen);
     Tensor dx = fill_x.clone(), dw = fill_w.clone(), db = fill_w.clone();
     kernels::normalize_backward(x, dy, l, st, w, true, dx, dw, db);
     CHECK(allclose(dx, fill_x + dx0, 1e-12, 1e-12));
@@ -235,7 +239,8 @@ TEST_CASE("normalize kernels: undefined outputs of the backward are skipped", "[
   const NormLayout l{1, 6, 3, 1, 4, true};
   const Tensor x = random({l.numel()}, kFloat64, gen), dy = random({l.numel()}, kFloat64, gen);
   const NormStats st = stats_for(x, l, 1e-5, false, gen);
-  Tensor dx = zeros_like(x), none_w, none_b, dx_full = zeros_like(x), dw = zeros({3}, kFloat64), db = zeros({3}, kFloat64);
+  Tensor dx = zeros_like(x), none_w, none_b, dx_full = zeros_like(x), dw = zeros({3}, kFloat64),
+         db = zeros({3}, kFloat64);
   kernels::normalize_backward(x, dy, l, st, Tensor(), true, dx, none_w, none_b);
   kernels::normalize_backward(x, dy, l, st, Tensor(), true, dx_full, dw, db);
   CHECK(allclose(dx, dx_full, 1e-14, 1e-14));
@@ -245,7 +250,8 @@ TEST_CASE("normalize kernels: undefined outputs of the backward are skipped", "[
   CHECK(allclose(dw2, dw, 1e-14, 1e-14));
 }
 
-TEST_CASE("normalize kernels: a constant channel gives var 0 and finite outputs", "[norm][kernels][numerics]") {
+TEST_CASE("normalize kernels: a constant channel gives var 0 and finite outputs",
+          "[norm][kernels][numerics]") {
   const NormLayout l{1, 4, 1, 1, 8, true};
   const Tensor x = full({l.numel()}, 3.25f, kFloat32);
   Tensor m = empty({1}, kFloat64), v = empty({1}, kFloat64);
@@ -272,7 +278,8 @@ TEST_CASE("normalize kernels: mean 1e7 with spread 1 in float32 keeps its varian
   const NormStats st{m, full({1}, 1.0 / std::sqrt(1.0 + 1e-5), kFloat64), {}, {}};
   Tensor y = empty_like(x);
   kernels::normalize_forward(x, l, st, Tensor(), Tensor(), y);
-  for (int i = 0; i < 64; ++i) CHECK(y.to_vector<double>()[i] == Approx((i % 2 == 0 ? 1 : -1) / std::sqrt(1.0 + 1e-5)));
+  for (int i = 0; i < 64; ++i)
+    CHECK(y.to_vector<double>()[i] == Approx((i % 2 == 0 ? 1 : -1) / std::sqrt(1.0 + 1e-5)));
 }
 
 TEST_CASE("normalize kernels: mean 1e7 with spread 1 stays exact in the fused forward and across chunks",
@@ -298,11 +305,13 @@ TEST_CASE("normalize kernels: mean 1e7 with spread 1 stays exact in the fused fo
   }
 }
 
-TEST_CASE("normalize kernels: wrong argument sizes are errors naming the argument", "[norm][kernels][errors]") {
+TEST_CASE("normalize kernels: wrong argument sizes are errors naming the argument",
+          "[norm][kernels][errors]") {
   const NormLayout l{1, 4, 3, 1, 2, true};
   const Tensor x = zeros({l.numel()}, kFloat32);
   Tensor m = empty({2}, kFloat64), v = empty({3}, kFloat64);
-  CHECK_THROWS_WITH(kernels::normalize_moments(x, l, m, v), Catch::Contains("mean") && Catch::Contains("3 elements"));
+  CHECK_THROWS_WITH(kernels::normalize_moments(x, l, m, v),
+                    Catch::Contains("mean") && Catch::Contains("3 elements"));
   const NormStats st{zeros({3}, kFloat64), ones({3}, kFloat64), {}, {}};
   Tensor y = empty_like(x);
   CHECK_THROWS_WITH(kernels::normalize_forward(x, l, st, ones({4}), Tensor(), y), Catch::Contains("weight"));

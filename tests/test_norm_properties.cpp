@@ -80,8 +80,10 @@ TEST_CASE("BatchNorm property: a bias before BN changes nothing and gets a zero 
   }
 }
 
-TEST_CASE("BatchNorm property: scaling the preceding weights by c leaves the output and scales their gradient "
-          "by 1/c", "[norm][property][scale]") {
+TEST_CASE(
+    "BatchNorm property: scaling the preceding weights by c leaves the output and scales their gradient "
+    "by 1/c",
+    "[norm][property][scale]") {
   Generator gen(62);
   for (bool conv : {false, true}) {
     for (double c : {3.7, 0.25}) {

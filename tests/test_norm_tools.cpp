@@ -37,7 +37,8 @@ void train_then_eval(Module& model, const Shape& input_shape, Generator& gen) {
     for (int i = 0; i < 4; ++i) model(randn(input_shape, kFloat32, &gen, 0.5, 2.0));
   }
   for (auto& [name, t] : model.named_parameters())
-    if (name.find("weight") != std::string::npos && t.dim() == 1) t.detach().copy_(rand(t.shape(), kFloat32, &gen, 0.5, 2.0));
+    if (name.find("weight") != std::string::npos && t.dim() == 1)
+      t.detach().copy_(rand(t.shape(), kFloat32, &gen, 0.5, 2.0));
   model.eval();
 }
 
@@ -79,21 +80,25 @@ TEST_CASE("fold_batchnorm: Conv2d + BatchNorm2d in a nested Sequential", "[norm]
   CHECK(fold_batchnorm(model).empty());  // nothing left to fold
 }
 
-TEST_CASE("fold_batchnorm: what is not folded, and BatchNorm in training mode is an error", "[norm][tools][fold]") {
+TEST_CASE("fold_batchnorm: what is not folded, and BatchNorm in training mode is an error",
+          "[norm][tools][fold]") {
   Generator gen(53);
   // A BatchNorm first, one after a ReLU, one without running statistics, one after a standardized conv.
-  Sequential model({std::make_shared<BatchNorm1d>(4), std::make_shared<ReLU>(), std::make_shared<BatchNorm1d>(4),
-                    std::make_shared<Linear>(4, 4, true, kFloat32, &gen),
+  Sequential model({std::make_shared<BatchNorm1d>(4), std::make_shared<ReLU>(),
+                    std::make_shared<BatchNorm1d>(4), std::make_shared<Linear>(4, 4, true, kFloat32, &gen),
                     std::make_shared<BatchNorm1d>(4, BatchNormOptions{.track_running_stats = false})});
   model.eval();
   CHECK(fold_batchnorm(model).empty());
-  CHECK_THROWS_WITH(model.replace_child("9", std::make_shared<Identity>()), Catch::Contains("no child named '9'"));
-  Sequential ws({std::make_shared<Conv2d>(2, 2, 1, Conv2dOptions{.weight_standardization = true, .generator = &gen}),
-                 std::make_shared<BatchNorm2d>(2)});
+  CHECK_THROWS_WITH(model.replace_child("9", std::make_shared<Identity>()),
+                    Catch::Contains("no child named '9'"));
+  Sequential ws(
+      {std::make_shared<Conv2d>(2, 2, 1, Conv2dOptions{.weight_standardization = true, .generator = &gen}),
+       std::make_shared<BatchNorm2d>(2)});
   ws.eval();
   CHECK(fold_batchnorm(ws).empty());
 
-  Sequential training({std::make_shared<Linear>(3, 2, true, kFloat32, &gen), std::make_shared<BatchNorm1d>(2)});
+  Sequential training(
+      {std::make_shared<Linear>(3, 2, true, kFloat32, &gen), std::make_shared<BatchNorm1d>(2)});
   CHECK_THROWS_WITH(fold_batchnorm(training), Catch::Contains("'1'") && Catch::Contains("training mode"));
 }
 
@@ -170,10 +175,17 @@ TEST_CASE("recompute_batchnorm_stats: a batch source, num_batches, early end, an
   int left = 2;
   auto short_source = [&]() { return left-- > 0 ? randn({4, 2, 3, 3}, kFloat32, &gen) : Tensor(); };
   CHECK(recompute_batchnorm_stats(model, short_source, 10) == 2);
-  CHECK_THROWS_WITH(recompute_batchnorm_stats(model, [] { return Tensor(); }, 3), Catch::Contains("no batch"));
+  CHECK_THROWS_WITH(recompute_batchnorm_stats(
+                        model, [] { return Tensor(); }, 3),
+                    Catch::Contains("no batch"));
   CHECK_THROWS_WITH(recompute_batchnorm_stats(model, source, 0), Catch::Contains("num_batches"));
   // An error inside the pass (one value per channel) still restores the state.
-  CHECK_THROWS_WITH(recompute_batchnorm_stats(model, [] { return ones({1, 2, 1, 1}); }, 1),
+  CHECK_THROWS_WITH(recompute_batchnorm_stats(
+                        model,
+                        [] {
+                          return ones({1, 2, 1, 1});
+                        },
+                        1),
                     Catch::Contains("more than 1 value per channel"));
   CHECK_FALSE(bn->is_training());
   CHECK(bn->running_stats_frozen());

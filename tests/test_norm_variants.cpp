@@ -46,7 +46,8 @@ void check_matches_oracle(const std::function<Tensor(const std::vector<Tensor>&)
 
 }  // namespace
 
-// ---- LayerNorm ---------------------------------------------------------------------------------------------
+// ---- LayerNorm
+// ---------------------------------------------------------------------------------------------
 
 TEST_CASE("LayerNorm: hand-computed forward over the trailing dims", "[norm][layernorm]") {
   LayerNorm ln({4});
@@ -64,12 +65,14 @@ TEST_CASE("LayerNorm: hand-computed forward over the trailing dims", "[norm][lay
 TEST_CASE("layer_norm: gradcheck and the composed oracle", "[norm][layernorm][gradcheck]") {
   Generator gen(31);
   const Tensor x = randn({3, 2, 3}, kFloat64, &gen).requires_grad_();
-  const Tensor w = randn({2, 3}, kFloat64, &gen).requires_grad_(), b = randn({2, 3}, kFloat64, &gen).requires_grad_();
+  const Tensor w = randn({2, 3}, kFloat64, &gen).requires_grad_(),
+               b = randn({2, 3}, kFloat64, &gen).requires_grad_();
   auto fused = [](const std::vector<Tensor>& in) { return layer_norm(in[0], {2, 3}, in[1], in[2], 1e-5); };
   CHECK(gradcheck(fused, {x, w, b}));
-  check_matches_oracle(fused, [](const std::vector<Tensor>& in) {
-    return test::layer_norm_composed(in[0], 2, in[1], in[2], 1e-5);
-  }, {x.detach(), w.detach(), b.detach()}, gen);
+  check_matches_oracle(
+      fused,
+      [](const std::vector<Tensor>& in) { return test::layer_norm_composed(in[0], 2, in[1], in[2], 1e-5); },
+      {x.detach(), w.detach(), b.detach()}, gen);
 }
 
 TEST_CASE("LayerNorm: train and eval are the same; wrong trailing dims are an error", "[norm][layernorm]") {
@@ -80,12 +83,13 @@ TEST_CASE("LayerNorm: train and eval are the same; wrong trailing dims are an er
   ln.eval();
   CHECK(values(ln(x)) == values(y_train));
   CHECK(allclose(ln(x.narrow(0, 1, 1)), y_train.narrow(0, 1, 1).contiguous(), 1e-6, 1e-6));
-  CHECK_THROWS_WITH(ln(ones({4, 6})), Catch::Contains("layer_norm") && Catch::Contains("[4, 6]") &&
-                                          Catch::Contains("[5]"));
+  CHECK_THROWS_WITH(ln(ones({4, 6})),
+                    Catch::Contains("layer_norm") && Catch::Contains("[4, 6]") && Catch::Contains("[5]"));
   CHECK_THROWS_WITH(LayerNorm({}), Catch::Contains("normalized_shape"));
 }
 
-// ---- GroupNorm ---------------------------------------------------------------------------------------------
+// ---- GroupNorm
+// ---------------------------------------------------------------------------------------------
 
 TEST_CASE("GroupNorm: hand-computed forward per (sample, group)", "[norm][groupnorm]") {
   GroupNorm gn(2, 4);
@@ -102,27 +106,32 @@ TEST_CASE("GroupNorm: hand-computed forward per (sample, group)", "[norm][groupn
 TEST_CASE("group_norm: gradcheck and the composed oracle", "[norm][groupnorm][gradcheck]") {
   Generator gen(33);
   const Tensor x = randn({2, 6, 2, 2}, kFloat64, &gen).requires_grad_();
-  const Tensor w = randn({6}, kFloat64, &gen).requires_grad_(), b = randn({6}, kFloat64, &gen).requires_grad_();
+  const Tensor w = randn({6}, kFloat64, &gen).requires_grad_(),
+               b = randn({6}, kFloat64, &gen).requires_grad_();
   auto fused = [](const std::vector<Tensor>& in) { return group_norm(in[0], 3, in[1], in[2], 1e-5); };
   CHECK(gradcheck(fused, {x, w, b}));
-  check_matches_oracle(fused, [](const std::vector<Tensor>& in) {
-    return test::group_norm_composed(in[0], 3, in[1], in[2], 1e-5);
-  }, {x.detach(), w.detach(), b.detach()}, gen);
+  check_matches_oracle(
+      fused,
+      [](const std::vector<Tensor>& in) { return test::group_norm_composed(in[0], 3, in[1], in[2], 1e-5); },
+      {x.detach(), w.detach(), b.detach()}, gen);
 }
 
-TEST_CASE("GroupNorm: G = 1 and G = C are LayerNorm and InstanceNorm; train equals eval", "[norm][groupnorm]") {
+TEST_CASE("GroupNorm: G = 1 and G = C are LayerNorm and InstanceNorm; train equals eval",
+          "[norm][groupnorm]") {
   Generator gen(34);
   const Tensor x = randn({3, 4, 2, 3}, kFloat32, &gen, 1.0, 2.0);
-  CHECK(allclose(group_norm(x, 1, Tensor(), Tensor()), layer_norm(x, {4, 2, 3}, Tensor(), Tensor()), 1e-5, 1e-6));
-  CHECK(allclose(group_norm(x, 4, Tensor(), Tensor()), instance_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), true),
-                 1e-5, 1e-6));
+  CHECK(allclose(group_norm(x, 1, Tensor(), Tensor()), layer_norm(x, {4, 2, 3}, Tensor(), Tensor()), 1e-5,
+                 1e-6));
+  CHECK(allclose(group_norm(x, 4, Tensor(), Tensor()),
+                 instance_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), true), 1e-5, 1e-6));
   GroupNorm gn(2, 4);
   const auto y_train = values(gn(x));
   gn.eval();
   CHECK(values(gn(x)) == y_train);
 }
 
-TEST_CASE("GroupNorm: groups that do not divide C, wrong channels and rank are errors", "[norm][groupnorm][errors]") {
+TEST_CASE("GroupNorm: groups that do not divide C, wrong channels and rank are errors",
+          "[norm][groupnorm][errors]") {
   CHECK_THROWS_WITH(GroupNorm(4, 6), Catch::Contains("num_groups 4 does not divide num_channels 6"));
   CHECK_THROWS_WITH(group_norm(ones({2, 6, 3}), 4, Tensor(), Tensor()),
                     Catch::Contains("does not divide") && Catch::Contains("[2, 6, 3]"));
@@ -131,7 +140,8 @@ TEST_CASE("GroupNorm: groups that do not divide C, wrong channels and rank are e
   CHECK_THROWS_WITH(gn(ones({4})), Catch::Contains("GroupNorm") && Catch::Contains("[4]"));
 }
 
-// ---- InstanceNorm --------------------------------------------------------------------------------------------
+// ---- InstanceNorm
+// --------------------------------------------------------------------------------------------
 
 TEST_CASE("InstanceNorm1d: hand-computed forward with PyTorch's defaults", "[norm][instancenorm]") {
   InstanceNorm1d in(2);
@@ -152,22 +162,27 @@ TEST_CASE("InstanceNorm1d: hand-computed forward with PyTorch's defaults", "[nor
 TEST_CASE("instance_norm: gradcheck and the composed oracle", "[norm][instancenorm][gradcheck]") {
   Generator gen(35);
   const Tensor x = randn({3, 2, 2, 3}, kFloat64, &gen).requires_grad_();
-  const Tensor w = randn({2}, kFloat64, &gen).requires_grad_(), b = randn({2}, kFloat64, &gen).requires_grad_();
+  const Tensor w = randn({2}, kFloat64, &gen).requires_grad_(),
+               b = randn({2}, kFloat64, &gen).requires_grad_();
   auto fused = [](const std::vector<Tensor>& in) {
     return instance_norm(in[0], Tensor(), Tensor(), in[1], in[2], true, 0.1, 1e-5);
   };
   CHECK(gradcheck(fused, {x, w, b}));
-  check_matches_oracle(fused, [](const std::vector<Tensor>& in) {
-    return test::instance_norm_composed(in[0], in[1], in[2], 1e-5);
-  }, {x.detach(), w.detach(), b.detach()}, gen);
+  check_matches_oracle(
+      fused,
+      [](const std::vector<Tensor>& in) { return test::instance_norm_composed(in[0], in[1], in[2], 1e-5); },
+      {x.detach(), w.detach(), b.detach()}, gen);
   // Eval with running statistics: a per-channel affine map.
   const Tensor rm = randn({2}, kFloat64, &gen), rv = rand({2}, kFloat64, &gen, 0.5, 2.0);
-  CHECK(gradcheck([&](const std::vector<Tensor>& in) {
-    return instance_norm(in[0], rm, rv, in[1], in[2], false, 0.1, 1e-5);
-  }, {x, w, b}));
+  CHECK(gradcheck(
+      [&](const std::vector<Tensor>& in) {
+        return instance_norm(in[0], rm, rv, in[1], in[2], false, 0.1, 1e-5);
+      },
+      {x, w, b}));
 }
 
-TEST_CASE("InstanceNorm2d: track_running_stats updates with the batch average, eval uses it", "[norm][instancenorm]") {
+TEST_CASE("InstanceNorm2d: track_running_stats updates with the batch average, eval uses it",
+          "[norm][instancenorm]") {
   Generator gen(36);
   InstanceNorm2d in(2, {.momentum = 0.2, .affine = true, .track_running_stats = true});
   std::vector<double> rm(2, 0.0), rv(2, 1.0);
@@ -192,21 +207,24 @@ TEST_CASE("InstanceNorm2d: track_running_stats updates with the batch average, e
   CHECK(allclose(in.running_var, from_vector(rv).to(kFloat32), 1e-5, 1e-6));
   in.eval();
   const Tensor x = randn({2, 2, 2, 2}, kFloat32, &gen);
-  CHECK(allclose(in(x), test::batch_norm_eval_composed(x, in.running_mean, in.running_var, in.weight, in.bias, 1e-5)
-                            .detach(), 1e-5, 1e-6));
+  CHECK(allclose(
+      in(x),
+      test::batch_norm_eval_composed(x, in.running_mean, in.running_var, in.weight, in.bias, 1e-5).detach(),
+      1e-5, 1e-6));
 }
 
 TEST_CASE("InstanceNorm: one spatial element in training, wrong rank and channels are errors",
           "[norm][instancenorm][errors]") {
   InstanceNorm2d in(3);
-  CHECK_THROWS_WITH(in(ones({2, 3, 1, 1})), Catch::Contains("more than 1 spatial element") &&
-                                                Catch::Contains("[2, 3, 1, 1]"));
+  CHECK_THROWS_WITH(in(ones({2, 3, 1, 1})),
+                    Catch::Contains("more than 1 spatial element") && Catch::Contains("[2, 3, 1, 1]"));
   CHECK_THROWS_WITH(in(ones({2, 3})), Catch::Contains("InstanceNorm2d") && Catch::Contains("4-D"));
   CHECK_THROWS_WITH(in(ones({2, 5, 4, 4})), Catch::Contains("expected 3 channels"));
   CHECK_THROWS_WITH(InstanceNorm1d(3)(ones({2, 3, 4, 4})), Catch::Contains("InstanceNorm1d"));
 }
 
-// ---- RMSNorm ---------------------------------------------------------------------------------------------------
+// ---- RMSNorm
+// ---------------------------------------------------------------------------------------------------
 
 TEST_CASE("RMSNorm: hand-computed forward; eps defaults to the dtype's machine epsilon", "[norm][rmsnorm]") {
   RMSNorm rms({2});
@@ -231,13 +249,15 @@ TEST_CASE("rms_norm: gradcheck and the composed oracle", "[norm][rmsnorm][gradch
   const Tensor w = randn({5}, kFloat64, &gen).requires_grad_();
   auto fused = [](const std::vector<Tensor>& in) { return rms_norm(in[0], {5}, in[1], 1e-6); };
   CHECK(gradcheck(fused, {x, w}));
-  check_matches_oracle(fused, [](const std::vector<Tensor>& in) {
-    return test::rms_norm_composed(in[0], 1, in[1], 1e-6);
-  }, {x.detach(), w.detach()}, gen);
-  CHECK_THROWS_WITH(rms_norm(ones({4, 3}), {5}, Tensor()), Catch::Contains("rms_norm") && Catch::Contains("[4, 3]"));
+  check_matches_oracle(
+      fused, [](const std::vector<Tensor>& in) { return test::rms_norm_composed(in[0], 1, in[1], 1e-6); },
+      {x.detach(), w.detach()}, gen);
+  CHECK_THROWS_WITH(rms_norm(ones({4, 3}), {5}, Tensor()),
+                    Catch::Contains("rms_norm") && Catch::Contains("[4, 3]"));
 }
 
-// ---- BatchRenorm --------------------------------------------------------------------------------------------
+// ---- BatchRenorm
+// --------------------------------------------------------------------------------------------
 
 TEST_CASE("batch_renorm_paper_schedule: warm-up, then linear ramps to rmax 3 at 40k and dmax 5 at 25k",
           "[norm][batchrenorm]") {
@@ -264,7 +284,8 @@ TEST_CASE("batch_renorm: hand-computed r, d, output and running update", "[norm]
   // μ_B = 3, var_B = 5, σ_B = sqrt(5 + eps); r = clip(σ_B/1, 1/2, 2) = 2; d = clip((3 − 1)/1, −1, 1) = 1.
   const Tensor y = batch_renorm(x, mu, sigma, Tensor(), Tensor(), true, 2.0, 1.0, 0.01, 1e-5);
   const double sb = std::sqrt(5 + 1e-5);
-  CHECK(allclose(y, tensor({-3 / sb * 2 + 1, -1 / sb * 2 + 1, 1 / sb * 2 + 1, 3 / sb * 2 + 1}).reshape({4, 1}),
+  CHECK(allclose(y,
+                 tensor({-3 / sb * 2 + 1, -1 / sb * 2 + 1, 1 / sb * 2 + 1, 3 / sb * 2 + 1}).reshape({4, 1}),
                  1e-6, 1e-6));
   CHECK(mu.item() == Approx(1.0 + 0.01 * (3 - 1)));
   CHECK(sigma.item() == Approx(1.0 + 0.01 * (sb - 1)));
@@ -277,7 +298,8 @@ TEST_CASE("batch_renorm: gradcheck with r and d held constant, against the compo
           "[norm][batchrenorm][gradcheck]") {
   Generator gen(38);
   const Tensor x = randn({5, 3, 2}, kFloat64, &gen, 0.5, 2.0).requires_grad_();
-  const Tensor w = randn({3}, kFloat64, &gen).requires_grad_(), b = randn({3}, kFloat64, &gen).requires_grad_();
+  const Tensor w = randn({3}, kFloat64, &gen).requires_grad_(),
+               b = randn({3}, kFloat64, &gen).requires_grad_();
   auto renorm = [](const Tensor& rm, const Tensor& rs, double rmax, double dmax) {
     return [=](const std::vector<Tensor>& in) {
       Tensor m = rm.clone(), s = rs.clone();  // the running update must not change r, d between calls
@@ -294,9 +316,12 @@ TEST_CASE("batch_renorm: gradcheck with r and d held constant, against the compo
   const Tensor rm = tensor({0.4, -3.0, 0.6}, kFloat64), rs = tensor({1.8, 0.2, 5.0}, kFloat64);
   for (auto [rmax, dmax] : {std::pair{1.5, 0.5}, std::pair{10.0, 10.0}, std::pair{1.0, 0.0}}) {
     INFO("rmax " << rmax << " dmax " << dmax);
-    check_matches_oracle(renorm(rm, rs, rmax, dmax), [&, rmax = rmax, dmax = dmax](const std::vector<Tensor>& in) {
-      return test::batch_renorm_composed(in[0], rm, rs, in[1], in[2], rmax, dmax, 1e-5);
-    }, {x.detach(), w.detach(), b.detach()}, gen);
+    check_matches_oracle(
+        renorm(rm, rs, rmax, dmax),
+        [&, rmax = rmax, dmax = dmax](const std::vector<Tensor>& in) {
+          return test::batch_renorm_composed(in[0], rm, rs, in[1], in[2], rmax, dmax, 1e-5);
+        },
+        {x.detach(), w.detach(), b.detach()}, gen);
   }
   // rmax = 1, dmax = 0 is BatchNorm.
   CHECK(allclose(batch_renorm(x, rm.clone(), rs.clone(), w, b, true, 1.0, 0.0, 0.01, 1e-5),
@@ -318,7 +343,8 @@ TEST_CASE("BatchRenorm module: BatchNorm during warm-up, schedule by step, eval 
     const double rmax = brn.current_rmax(), dmax = brn.current_dmax();
     CHECK(rmax == batch_renorm_paper_schedule(2, 6, 4).rmax(step));
     const Tensor y = brn(x);
-    if (step <= 2) CHECK(allclose(y, batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), true), 1e-5, 1e-5));
+    if (step <= 2)
+      CHECK(allclose(y, batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), true), 1e-5, 1e-5));
     const std::vector<double> v = values(x.select(1, 0));
     double m = 0, ss = 0;
     for (double e : v) m += e / 8;
@@ -343,7 +369,8 @@ TEST_CASE("BatchRenorm module: BatchNorm during warm-up, schedule by step, eval 
   CHECK_THROWS_WITH(brn(ones({1, 2})), Catch::Contains("more than 1 value per channel"));
 }
 
-// ---- GhostBatchNorm -------------------------------------------------------------------------------------------
+// ---- GhostBatchNorm
+// -------------------------------------------------------------------------------------------
 
 TEST_CASE("GhostBatchNorm: each virtual batch is normalized on its own", "[norm][ghostbn]") {
   Generator gen(40);
@@ -352,30 +379,37 @@ TEST_CASE("GhostBatchNorm: each virtual batch is normalized on its own", "[norm]
   const Tensor y = gbn(x);
   for (int64_t v = 0; v < 3; ++v) {
     const Tensor chunk = x.narrow(0, 4 * v, 4).contiguous();
-    CHECK(allclose(y.narrow(0, 4 * v, 4).contiguous(), batch_norm(chunk, Tensor(), Tensor(), Tensor(), Tensor(), true),
-                   1e-5, 1e-5));
+    CHECK(allclose(y.narrow(0, 4 * v, 4).contiguous(),
+                   batch_norm(chunk, Tensor(), Tensor(), Tensor(), Tensor(), true), 1e-5, 1e-5));
   }
   // Virtual size = N is BatchNorm.
   GhostBatchNorm whole(3, 12);
   CHECK(allclose(whole(x), batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), true), 1e-6, 1e-6));
 }
 
-TEST_CASE("ghost_batch_norm: gradcheck and the composed oracle per virtual batch", "[norm][ghostbn][gradcheck]") {
+TEST_CASE("ghost_batch_norm: gradcheck and the composed oracle per virtual batch",
+          "[norm][ghostbn][gradcheck]") {
   Generator gen(41);
   const Tensor x = randn({6, 2, 3}, kFloat64, &gen).requires_grad_();
-  const Tensor w = randn({2}, kFloat64, &gen).requires_grad_(), b = randn({2}, kFloat64, &gen).requires_grad_();
+  const Tensor w = randn({2}, kFloat64, &gen).requires_grad_(),
+               b = randn({2}, kFloat64, &gen).requires_grad_();
   auto fused = [](const std::vector<Tensor>& in) {
     return ghost_batch_norm(in[0], 2, Tensor(), Tensor(), Tensor(), in[1], in[2], true, 0.1, 1e-5);
   };
   CHECK(gradcheck(fused, {x, w, b}));
-  check_matches_oracle(fused, [](const std::vector<Tensor>& in) {
-    std::vector<Tensor> parts;
-    for (int64_t v = 0; v < 3; ++v) parts.push_back(test::batch_norm_composed(in[0].narrow(0, 2 * v, 2), in[1], in[2], 1e-5));
-    return cat(parts, 0);
-  }, {x.detach(), w.detach(), b.detach()}, gen);
+  check_matches_oracle(
+      fused,
+      [](const std::vector<Tensor>& in) {
+        std::vector<Tensor> parts;
+        for (int64_t v = 0; v < 3; ++v)
+          parts.push_back(test::batch_norm_composed(in[0].narrow(0, 2 * v, 2), in[1], in[2], 1e-5));
+        return cat(parts, 0);
+      },
+      {x.detach(), w.detach(), b.detach()}, gen);
 }
 
-TEST_CASE("GhostBatchNorm: running statistics are updated once per virtual batch, in order", "[norm][ghostbn]") {
+TEST_CASE("GhostBatchNorm: running statistics are updated once per virtual batch, in order",
+          "[norm][ghostbn]") {
   Generator gen(42);
   for (std::optional<double> momentum : {std::optional<double>(0.25), std::optional<double>()}) {
     INFO("momentum " << (momentum ? *momentum : -1));
@@ -401,15 +435,17 @@ TEST_CASE("GhostBatchNorm: running statistics are updated once per virtual batch
     CHECK(gbn.running_var.item() == Approx(rv).epsilon(1e-5));
     gbn.eval();
     const Tensor x = randn({2, 1}, kFloat32, &gen);
-    CHECK(gbn(x).to_vector<double>()[1] == Approx((x.to_vector<double>()[1] - rm) / std::sqrt(rv + 1e-5)).epsilon(1e-4));
+    CHECK(gbn(x).to_vector<double>()[1] ==
+          Approx((x.to_vector<double>()[1] - rm) / std::sqrt(rv + 1e-5)).epsilon(1e-4));
   }
 }
 
 TEST_CASE("GhostBatchNorm: a virtual batch that does not divide N, and one value per channel, are errors",
           "[norm][ghostbn][errors]") {
   GhostBatchNorm gbn(2, 4);
-  CHECK_THROWS_WITH(gbn(ones({10, 2})), Catch::Contains("virtual_batch_size 4 does not divide the batch size 10") &&
-                                            Catch::Contains("[10, 2]"));
+  CHECK_THROWS_WITH(gbn(ones({10, 2})),
+                    Catch::Contains("virtual_batch_size 4 does not divide the batch size 10") &&
+                        Catch::Contains("[10, 2]"));
   GhostBatchNorm single(2, 1);
   CHECK_THROWS_WITH(single(ones({4, 2})), Catch::Contains("more than 1 value per channel"));
   CHECK_THROWS_WITH(GhostBatchNorm(2, 0), Catch::Contains("virtual_batch_size"));
@@ -418,7 +454,8 @@ TEST_CASE("GhostBatchNorm: a virtual batch that does not divide N, and one value
   CHECK_NOTHROW(gbn(ones({10, 2})));  // eval uses the running statistics: any batch size
 }
 
-// ---- NoisyBatchNorm ---------------------------------------------------------------------------------------------
+// ---- NoisyBatchNorm
+// ---------------------------------------------------------------------------------------------
 
 TEST_CASE("NoisyBatchNorm: training adds noise whose mean and std change every step; eval adds none",
           "[norm][noisybn]") {
@@ -446,8 +483,10 @@ TEST_CASE("NoisyBatchNorm: training adds noise whose mean and std change every s
   CHECK(values(twin(x)) == values(again(x)));
   // Eval: plain BatchNorm with the running statistics.
   noisy.eval();
-  CHECK(allclose(noisy(x), batch_norm(x, noisy.running_mean, noisy.running_var, noisy.weight, noisy.bias, false)
-                               .detach(), 1e-6, 1e-6));
+  CHECK(
+      allclose(noisy(x),
+               batch_norm(x, noisy.running_mean, noisy.running_var, noisy.weight, noisy.bias, false).detach(),
+               1e-6, 1e-6));
 }
 
 TEST_CASE("NoisyBatchNorm: the noise is a constant for the gradient", "[norm][noisybn][gradcheck]") {
@@ -462,7 +501,8 @@ TEST_CASE("NoisyBatchNorm: the noise is a constant for the gradient", "[norm][no
   CHECK(allclose(g_noisy, x2.grad(), 1e-6, 1e-6));
 }
 
-// ---- FrozenBatchNorm --------------------------------------------------------------------------------------------
+// ---- FrozenBatchNorm
+// --------------------------------------------------------------------------------------------
 
 TEST_CASE("FrozenBatchNorm: fixed statistics and affine, all buffers, never updated", "[norm][frozenbn]") {
   Generator gen(45);
@@ -476,9 +516,8 @@ TEST_CASE("FrozenBatchNorm: fixed statistics and affine, all buffers, never upda
   frozen.running_var.copy_(tensor({4.0, 0.25}));
   Tensor x = randn({5, 2, 3, 3}, kFloat32, &gen).requires_grad_();
   const Tensor y_train = frozen(x);
-  const Tensor expected =
-      test::batch_norm_eval_composed(x.detach(), frozen.running_mean, frozen.running_var, frozen.weight, frozen.bias,
-                                     1e-5);
+  const Tensor expected = test::batch_norm_eval_composed(x.detach(), frozen.running_mean, frozen.running_var,
+                                                         frozen.weight, frozen.bias, 1e-5);
   CHECK(allclose(y_train, expected, 1e-6, 1e-6));
   frozen.eval();
   CHECK(values(frozen(x)) == values(y_train));
@@ -489,7 +528,8 @@ TEST_CASE("FrozenBatchNorm: fixed statistics and affine, all buffers, never upda
   CHECK_THROWS_WITH(frozen(ones({2, 3, 2, 2})), Catch::Contains("expected 2 channels"));
 }
 
-TEST_CASE("FrozenBatchNorm::from copies a trained BatchNorm and matches its eval output", "[norm][frozenbn]") {
+TEST_CASE("FrozenBatchNorm::from copies a trained BatchNorm and matches its eval output",
+          "[norm][frozenbn]") {
   Generator gen(46);
   BatchNorm2d bn(3);
   for (int i = 0; i < 3; ++i) bn(randn({4, 3, 2, 2}, kFloat32, &gen, 1.0, 2.0));

@@ -109,9 +109,11 @@ TEST_CASE("safetensors round-trips float64, scalars, empty tensors, strided view
           "[optim][checkpoint][safetensors]") {
   const Tensor m = arange(0.0, 6.0, 1.0, kFloat64).reshape({2, 3});
   const std::string weird = "quote\" backslash\\ newline\n tab\t ü";
-  const std::string bytes = encode_safetensors(
-      {{"scalar", full({}, 3.25, kFloat64)}, {"empty", zeros({0, 4})}, {"transposed", m.t()}, {weird, ones({1})}},
-      {{weird, weird}});
+  const std::string bytes = encode_safetensors({{"scalar", full({}, 3.25, kFloat64)},
+                                                {"empty", zeros({0, 4})},
+                                                {"transposed", m.t()},
+                                                {weird, ones({1})}},
+                                               {{weird, weird}});
   const SafetensorsContents back = decode_safetensors(bytes, "memory");
   REQUIRE(back.tensors.size() == 4);
   CHECK(back.tensors[0].second.shape() == Shape{});
@@ -174,9 +176,9 @@ TEST_CASE("loading rejects mismatched names and shapes, listing every problem, a
   save_model(path, saved);
 
   Sequential other;
-  other.emplace<Linear>(5, 3);       // 0.weight has another shape
+  other.emplace<Linear>(5, 3);         // 0.weight has another shape
   other.emplace<Linear>(3, 2, false);  // 1.bias is not in the model
-  other.emplace<Linear>(2, 2);       // 2.weight and 2.bias are not in the file
+  other.emplace<Linear>(2, 2);         // 2.weight and 2.bias are not in the file
   const auto before = snapshot(other);
   try {
     load_model(path, other);
@@ -220,8 +222,9 @@ TEST_CASE("loading optimizer state that does not fit the optimizer is rejected b
   std::remove(path.c_str());
 }
 
-TEST_CASE("truncated and corrupt files are rejected with a message naming the problem; the model is unchanged",
-          "[optim][checkpoint][errors]") {
+TEST_CASE(
+    "truncated and corrupt files are rejected with a message naming the problem; the model is unchanged",
+    "[optim][checkpoint][errors]") {
   const std::string path = temp_path("corrupt");
   auto model = make_cnn(8);
   save_model(path, *make_cnn(9));
@@ -260,5 +263,6 @@ TEST_CASE("truncated and corrupt files are rejected with a message naming the pr
 
 TEST_CASE("checkpoints refuse reserved metadata keys", "[optim][checkpoint][errors]") {
   Linear fc(2, 2);
-  CHECK_THROWS_WITH(save_model(temp_path("reserved"), fc, {{"normlab.format", "x"}}), Catch::Contains("reserved"));
+  CHECK_THROWS_WITH(save_model(temp_path("reserved"), fc, {{"normlab.format", "x"}}),
+                    Catch::Contains("reserved"));
 }

@@ -43,7 +43,8 @@ TEST_CASE("linear warm-up rises from start_factor to 1 (PyTorch's LinearLR)", "[
 TEST_CASE("schedules compose: warm-up then cosine", "[optim][schedule]") {
   const SchedulePtr s = sequence({linear_warmup(2, 0.5), cosine_schedule(4)}, {2});
   check_close(factors(s, {0, 1, 2, 3, 4, 6, 8}), {0.5, 0.75, 1, 0.5 * (1 + std::cos(M_PI / 4)), 0.5, 0, 0});
-  CHECK(s->describe() == "sequence(linear_warmup(2, start_factor=0.5), from step 2: cosine(4, min_factor=0))");
+  CHECK(s->describe() ==
+        "sequence(linear_warmup(2, start_factor=0.5), from step 2: cosine(4, min_factor=0))");
 }
 
 TEST_CASE("schedules reject bad arguments", "[optim][schedule][errors]") {

@@ -88,7 +88,8 @@ TEST_CASE("SGD parameter groups each use their own lr and weight decay", "[optim
   CHECK(opt.current_lr(1) == 0.01);
 }
 
-TEST_CASE("split_decay_groups puts 1-D tensors (biases, gains) in a group without weight decay", "[optim][sgd]") {
+TEST_CASE("split_decay_groups puts 1-D tensors (biases, gains) in a group without weight decay",
+          "[optim][sgd]") {
   Sequential net;
   net.emplace<Linear>(4, 3);
   net.emplace<Linear>(3, 2, false);

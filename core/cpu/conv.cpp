@@ -161,7 +161,8 @@ template <class T>
 void zero_wrapped_columns(T* row, const Conv2dGeometry& g, const ShiftedPlane& s) {
   const int64_t W = g.width, n = std::min(s.dj < 0 ? -s.dj : s.dj, W), first = s.dj < 0 ? 0 : W - n;
   if (n == 0) return;
-  for (int64_t oh = s.oh_begin; oh < s.oh_end; ++oh) std::fill(row + oh * W + first, row + oh * W + first + n, T(0));
+  for (int64_t oh = s.oh_begin; oh < s.oh_end; ++oh)
+    std::fill(row + oh * W + first, row + oh * W + first + n, T(0));
 }
 
 template <class T>
@@ -169,7 +170,8 @@ void im2col_row_same_width(const T* x_c, const Conv2dGeometry& g, int64_t i, int
   const ShiftedPlane s = shifted_plane(g, i, j);
   const int64_t W = g.width, k0 = s.oh_begin * W, k1 = s.oh_end * W;
   // Cells whose source index falls outside the plane are wrapped columns (zeroed below with the others).
-  const int64_t c0 = std::clamp<int64_t>(-s.shift, k0, k1), c1 = std::clamp<int64_t>(g.height * W - s.shift, c0, k1);
+  const int64_t c0 = std::clamp<int64_t>(-s.shift, k0, k1),
+                c1 = std::clamp<int64_t>(g.height * W - s.shift, c0, k1);
   std::fill(dst, dst + c0, T(0));
   std::memcpy(dst + c0, x_c + c0 + s.shift, sizeof(T) * (c1 - c0));
   std::fill(dst + c1, dst + g.out_h * W, T(0));
@@ -197,8 +199,10 @@ void im2col_sample(const T* x_n, const Conv2dGeometry& g, T* col, int64_t ld) {
   for (int64_t c = 0; c < g.channels; ++c)
     for (int64_t i = 0; i < g.kernel_h; ++i)
       for (int64_t j = 0; j < g.kernel_w; ++j, col += ld) {
-        if (same_width) im2col_row_same_width(x_n + c * plane, g, i, j, col);
-        else im2col_row(x_n + c * plane, g, i, j, col);
+        if (same_width)
+          im2col_row_same_width(x_n + c * plane, g, i, j, col);
+        else
+          im2col_row(x_n + c * plane, g, i, j, col);
       }
 }
 
@@ -211,8 +215,10 @@ void col2im_sample_consuming(T* col, const Conv2dGeometry& g, int64_t ld, T* dx_
   for (int64_t c = 0; c < g.channels; ++c)
     for (int64_t i = 0; i < g.kernel_h; ++i)
       for (int64_t j = 0; j < g.kernel_w; ++j, col += ld) {
-        if (same_width) col2im_row_same_width_consuming(col, g, i, j, dx_n + c * plane);
-        else col2im_row(col, g, i, j, dx_n + c * plane);
+        if (same_width)
+          col2im_row_same_width_consuming(col, g, i, j, dx_n + c * plane);
+        else
+          col2im_row(col, g, i, j, dx_n + c * plane);
       }
 }
 
@@ -244,7 +250,9 @@ void col2im_typed(const T* col, const Conv2dGeometry& g, int64_t n0, int64_t cou
 
 // ---- per-sample GEMM convolution ------------------------------------------------------------------------
 
-int64_t thread_count(int64_t batch) { return std::clamp<int64_t>(omp_get_max_threads(), 1, std::max<int64_t>(batch, 1)); }
+int64_t thread_count(int64_t batch) {
+  return std::clamp<int64_t>(omp_get_max_threads(), 1, std::max<int64_t>(batch, 1));
+}
 
 template <class T>
 void conv2d_forward_typed(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dGeometry& g,
@@ -266,8 +274,8 @@ void conv2d_forward_typed(const Tensor& x, const Tensor& w, const Tensor& bias, 
     if (pb)
       for (int64_t o = 0; o < OC; ++o) std::fill(y_n + o * L, y_n + (o + 1) * L, pb[o]);
     for (int64_t gr = 0; gr < groups; ++gr)
-      gemm(false, false, OCg, L, Kg, 1.0, w, gr * OCg * Kg, Kg, col, t * K * L + gr * Kg * L, L, pb ? 1.0 : 0.0, y,
-           n * OC * L + gr * OCg * L, L);
+      gemm(false, false, OCg, L, Kg, 1.0, w, gr * OCg * Kg, Kg, col, t * K * L + gr * Kg * L, L,
+           pb ? 1.0 : 0.0, y, n * OC * L + gr * OCg * L, L);
   }
 }
 
@@ -275,7 +283,8 @@ template <class T>
 void conv2d_backward_typed(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& g,
                            int64_t groups, Tensor& dx, Tensor& dw) {
   const int64_t OC = w.size(0), OCg = OC / groups, L = g.out_h * g.out_w;
-  const int64_t K = g.channels * g.kernel_h * g.kernel_w, Kg = K / groups, sample = g.channels * g.height * g.width;
+  const int64_t K = g.channels * g.kernel_h * g.kernel_w, Kg = K / groups,
+                sample = g.channels * g.height * g.width;
   const int64_t threads = thread_count(g.batch);
   const bool want_dx = dx.defined(), want_dw = dw.defined();
   Tensor col = empty({threads, K, L}, x.dtype(), x.device());
@@ -290,8 +299,8 @@ void conv2d_backward_typed(const Tensor& x, const Tensor& w, const Tensor& dy, c
     if (want_dw) {
       im2col_sample(px + n * sample, g, pcol + col_at, L);
       for (int64_t gr = 0; gr < groups; ++gr)
-        gemm(false, true, OCg, Kg, L, 1.0, dy, n * OC * L + gr * OCg * L, L, col, col_at + gr * Kg * L, L, 1.0,
-             dw_part, t * OC * Kg + gr * OCg * Kg, Kg);
+        gemm(false, true, OCg, Kg, L, 1.0, dy, n * OC * L + gr * OCg * L, L, col, col_at + gr * Kg * L, L,
+             1.0, dw_part, t * OC * Kg + gr * OCg * Kg, Kg);
     }
     if (want_dx) {
       // The col buffer is free again: it now receives dcol.
@@ -347,8 +356,8 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
   });
 }
 
-void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo, int64_t groups,
-                     Tensor& dx, Tensor& dw) {
+void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo,
+                     int64_t groups, Tensor& dx, Tensor& dw) {
   visit_floating(x.dtype(), "conv2d_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     conv2d_backward_typed<T>(x, w, dy, geo, groups, dx, dw);

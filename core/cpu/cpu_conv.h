@@ -1,7 +1,8 @@
 // CPU implementations of the convolution and pooling kernels declared in core/kernels_conv.h: same names,
-// same signatures, in namespace nl::cpu (im2col/col2im in core/cpu/conv.cpp, pooling in core/cpu/pooling.cpp),
-// plus the plain-loop reference versions the fast ones are tested against (tests/test_layers_conv_linear.cpp,
-// tests/test_layers_pooling.cpp). The reference versions are the ones to read first.
+// same signatures, in namespace nl::cpu (im2col/col2im in core/cpu/conv.cpp, pooling in
+// core/cpu/pooling.cpp), plus the plain-loop reference versions the fast ones are tested against
+// (tests/test_layers_conv_linear.cpp, tests/test_layers_pooling.cpp). The reference versions are the ones to
+// read first.
 #pragma once
 
 #include "core/kernels_conv.h"
@@ -17,8 +18,8 @@ void im2col(const Tensor& x, const Conv2dGeometry& geo, int64_t n0, int64_t coun
 void col2im(const Tensor& col, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& dx);
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dGeometry& geo,
                     int64_t groups, Tensor& y);
-void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo, int64_t groups,
-                     Tensor& dx, Tensor& dw);
+void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo,
+                     int64_t groups, Tensor& dx, Tensor& dw);
 
 void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax);
 void max_pool2d_backward(const Tensor& g, const Tensor& argmax, const Pool2dGeometry& geo, Tensor& dx,

@@ -24,12 +24,13 @@ void column_sums(const Tensor& x, Tensor& out);
 void softmax_rows(const Tensor& x, bool log, Tensor& out);
 void softmax_rows_backward(const Tensor& y, const Tensor& dy, bool log, Tensor& dx);
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const Tensor& a,
-          int64_t a_offset, int64_t lda, const Tensor& b, int64_t b_offset, int64_t ldb, double beta, Tensor& c,
-          int64_t c_offset, int64_t ldc);
+          int64_t a_offset, int64_t lda, const Tensor& b, int64_t b_offset, int64_t ldb, double beta,
+          Tensor& c, int64_t c_offset, int64_t ldc);
 void copy(const Tensor& src, Tensor& dst);
 void fill(Tensor& dst, double value);
 void axpy(double alpha, const Tensor& src, Tensor& dst);
-void index_select(const Tensor& x, int64_t outer, int64_t size, int64_t inner, const Tensor& index, Tensor& out);
+void index_select(const Tensor& x, int64_t outer, int64_t size, int64_t inner, const Tensor& index,
+                  Tensor& out);
 void index_add(const Tensor& g, int64_t outer, int64_t size, int64_t inner, const Tensor& index, Tensor& dx);
 
 // Below this many elements a loop runs on one thread: waking the pool costs more than it saves.

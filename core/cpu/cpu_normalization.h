@@ -16,8 +16,8 @@ using kernels::NormStats;
 void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, Tensor& var);
 void normalize_moments_forward(const Tensor& x, const NormLayout& layout, double eps, const Tensor& weight,
                                const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y);
-void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats, const Tensor& weight,
-                       const Tensor& bias, Tensor& y);
+void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats,
+                       const Tensor& weight, const Tensor& bias, Tensor& y);
 void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& layout, const NormStats& stats,
                         const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias,
                         GradWrite dx_write = GradWrite::add);

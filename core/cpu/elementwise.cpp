@@ -37,30 +37,49 @@ template <class T>
 void unary_typed(UnaryOp op, Params p, const T* x, T* y, int64_t n) {
   const T a = static_cast<T>(p.p0), b = static_cast<T>(p.p1);
   switch (op) {
-    case UnaryOp::Neg: return map_contiguous(x, y, n, [](T v) { return -v; });
-    case UnaryOp::Abs: return map_contiguous(x, y, n, [](T v) { return v < 0 ? -v : v; });
-    case UnaryOp::Square: return map_contiguous(x, y, n, [](T v) { return v * v; });
-    case UnaryOp::Relu: return map_contiguous(x, y, n, [](T v) { return v < T(0) ? T(0) : v; });  // NaN stays NaN
-    case UnaryOp::AddScalar: return map_contiguous(x, y, n, [a](T v) { return v + a; });
-    case UnaryOp::MulScalar: return map_contiguous(x, y, n, [a](T v) { return v * a; });
-    case UnaryOp::DivScalar: return map_contiguous(x, y, n, [a](T v) { return v / a; });
-    case UnaryOp::LeakyRelu: return map_contiguous(x, y, n, [a](T v) { return v > T(0) ? v : a * v; });
-    case UnaryOp::Clamp: return map_contiguous(x, y, n, [a, b](T v) { return v < a ? a : (v > b ? b : v); });
-    default: break;
+    case UnaryOp::Neg:
+      return map_contiguous(x, y, n, [](T v) { return -v; });
+    case UnaryOp::Abs:
+      return map_contiguous(x, y, n, [](T v) { return v < 0 ? -v : v; });
+    case UnaryOp::Square:
+      return map_contiguous(x, y, n, [](T v) { return v * v; });
+    case UnaryOp::Relu:
+      return map_contiguous(x, y, n, [](T v) { return v < T(0) ? T(0) : v; });  // NaN stays NaN
+    case UnaryOp::AddScalar:
+      return map_contiguous(x, y, n, [a](T v) { return v + a; });
+    case UnaryOp::MulScalar:
+      return map_contiguous(x, y, n, [a](T v) { return v * a; });
+    case UnaryOp::DivScalar:
+      return map_contiguous(x, y, n, [a](T v) { return v / a; });
+    case UnaryOp::LeakyRelu:
+      return map_contiguous(x, y, n, [a](T v) { return v > T(0) ? v : a * v; });
+    case UnaryOp::Clamp:
+      return map_contiguous(x, y, n, [a, b](T v) { return v < a ? a : (v > b ? b : v); });
+    default:
+      break;
   }
   if constexpr (std::is_floating_point_v<T>) {
     switch (op) {
-      case UnaryOp::Exp: return map_contiguous(x, y, n, [](T v) { return std::exp(v); });
-      case UnaryOp::Log: return map_contiguous(x, y, n, [](T v) { return std::log(v); });
-      case UnaryOp::Sqrt: return map_contiguous(x, y, n, [](T v) { return std::sqrt(v); });
-      case UnaryOp::Rsqrt: return map_contiguous(x, y, n, [](T v) { return T(1) / std::sqrt(v); });
-      case UnaryOp::Sigmoid: return map_contiguous(x, y, n, [](T v) { return sigmoid_of(v); });
-      case UnaryOp::Tanh: return map_contiguous(x, y, n, [](T v) { return std::tanh(v); });
-      case UnaryOp::Softplus: return map_contiguous(x, y, n, [](T v) { return softplus_of(v); });
-      case UnaryOp::PowScalar: return map_contiguous(x, y, n, [a](T v) { return std::pow(v, a); });
+      case UnaryOp::Exp:
+        return map_contiguous(x, y, n, [](T v) { return std::exp(v); });
+      case UnaryOp::Log:
+        return map_contiguous(x, y, n, [](T v) { return std::log(v); });
+      case UnaryOp::Sqrt:
+        return map_contiguous(x, y, n, [](T v) { return std::sqrt(v); });
+      case UnaryOp::Rsqrt:
+        return map_contiguous(x, y, n, [](T v) { return T(1) / std::sqrt(v); });
+      case UnaryOp::Sigmoid:
+        return map_contiguous(x, y, n, [](T v) { return sigmoid_of(v); });
+      case UnaryOp::Tanh:
+        return map_contiguous(x, y, n, [](T v) { return std::tanh(v); });
+      case UnaryOp::Softplus:
+        return map_contiguous(x, y, n, [](T v) { return softplus_of(v); });
+      case UnaryOp::PowScalar:
+        return map_contiguous(x, y, n, [a](T v) { return std::pow(v, a); });
       case UnaryOp::Gelu:
         return map_contiguous(x, y, n, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(kInvSqrt2))); });
-      default: break;
+      default:
+        break;
     }
   }
   throw Error("unary: this op is not defined for int64 tensors");
@@ -76,12 +95,18 @@ template <class T>
 void unary_grad_typed(UnaryGradOp op, Params p, const T* s, const T* g, T* dx, int64_t n) {
   const T a = static_cast<T>(p.p0), b = static_cast<T>(p.p1);
   switch (op) {
-    case UnaryGradOp::Abs: return grad_contiguous(s, g, dx, n, [](T x) { return T((x > 0) - (x < 0)); });
-    case UnaryGradOp::Relu: return grad_contiguous(s, g, dx, n, [](T x) { return x > T(0) ? T(1) : T(0); });
-    case UnaryGradOp::LeakyRelu: return grad_contiguous(s, g, dx, n, [a](T x) { return x > T(0) ? T(1) : a; });
-    case UnaryGradOp::Sigmoid: return grad_contiguous(s, g, dx, n, [](T y) { return y * (T(1) - y); });
-    case UnaryGradOp::Tanh: return grad_contiguous(s, g, dx, n, [](T y) { return T(1) - y * y; });
-    case UnaryGradOp::Softplus: return grad_contiguous(s, g, dx, n, [](T x) { return sigmoid_of(x); });
+    case UnaryGradOp::Abs:
+      return grad_contiguous(s, g, dx, n, [](T x) { return T((x > 0) - (x < 0)); });
+    case UnaryGradOp::Relu:
+      return grad_contiguous(s, g, dx, n, [](T x) { return x > T(0) ? T(1) : T(0); });
+    case UnaryGradOp::LeakyRelu:
+      return grad_contiguous(s, g, dx, n, [a](T x) { return x > T(0) ? T(1) : a; });
+    case UnaryGradOp::Sigmoid:
+      return grad_contiguous(s, g, dx, n, [](T y) { return y * (T(1) - y); });
+    case UnaryGradOp::Tanh:
+      return grad_contiguous(s, g, dx, n, [](T y) { return T(1) - y * y; });
+    case UnaryGradOp::Softplus:
+      return grad_contiguous(s, g, dx, n, [](T x) { return sigmoid_of(x); });
     case UnaryGradOp::Clamp:
       return grad_contiguous(s, g, dx, n, [a, b](T x) { return (x >= a && x <= b) ? T(1) : T(0); });
     case UnaryGradOp::PowScalar:
@@ -128,20 +153,32 @@ void broadcast_loop(const Tensor& a, const Tensor& b, Tensor& out, F f) {
 template <class T>
 void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   switch (op) {
-    case BinaryOp::Add: return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return x + y; });
-    case BinaryOp::Sub: return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return x - y; });
-    case BinaryOp::Mul: return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return x * y; });
-    case BinaryOp::Div: return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return x / y; });
+    case BinaryOp::Add:
+      return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return x + y; });
+    case BinaryOp::Sub:
+      return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return x - y; });
+    case BinaryOp::Mul:
+      return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return x * y; });
+    case BinaryOp::Div:
+      return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return x / y; });
     case BinaryOp::Pow:
       return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return static_cast<T>(std::pow(x, y)); });
-    case BinaryOp::Max: return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return x >= y ? x : y; });
-    case BinaryOp::Min: return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return x <= y ? x : y; });
-    case BinaryOp::Eq: return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return T(x == y); });
-    case BinaryOp::Ne: return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return T(x != y); });
-    case BinaryOp::Lt: return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return T(x < y); });
-    case BinaryOp::Le: return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return T(x <= y); });
-    case BinaryOp::Gt: return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return T(x > y); });
-    case BinaryOp::Ge: return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return T(x >= y); });
+    case BinaryOp::Max:
+      return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return x >= y ? x : y; });
+    case BinaryOp::Min:
+      return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return x <= y ? x : y; });
+    case BinaryOp::Eq:
+      return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return T(x == y); });
+    case BinaryOp::Ne:
+      return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return T(x != y); });
+    case BinaryOp::Lt:
+      return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return T(x < y); });
+    case BinaryOp::Le:
+      return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return T(x <= y); });
+    case BinaryOp::Gt:
+      return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return T(x > y); });
+    case BinaryOp::Ge:
+      return broadcast_loop<T, T>(a, b, out, [](T x, T y) { return T(x >= y); });
   }
 }
 

@@ -8,8 +8,8 @@
 namespace nl::cpu {
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const Tensor& a,
-          int64_t a_offset, int64_t lda, const Tensor& b, int64_t b_offset, int64_t ldb, double beta, Tensor& c,
-          int64_t c_offset, int64_t ldc) {
+          int64_t a_offset, int64_t lda, const Tensor& b, int64_t b_offset, int64_t ldb, double beta,
+          Tensor& c, int64_t c_offset, int64_t ldc) {
   const auto ta = trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = trans_b ? CblasTrans : CblasNoTrans;
   if (m == 0 || n == 0) return;
@@ -18,7 +18,8 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double al
       using T = typename decltype(tag)::type;
       T* pc = c.data<T>() + c_offset;
       for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) pc[i * ldc + j] = beta == 0 ? T(0) : static_cast<T>(beta) * pc[i * ldc + j];
+        for (int64_t j = 0; j < n; ++j)
+          pc[i * ldc + j] = beta == 0 ? T(0) : static_cast<T>(beta) * pc[i * ldc + j];
     });
     return;
   }

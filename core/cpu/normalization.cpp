@@ -1,5 +1,6 @@
 // CPU kernels of the normalize-over-axes core. The math, the 5-D layout x[o, p, g, k, s] and the names are
-// in core/kernels_normalization.h; read the reference versions (first half of this file) before the fast ones.
+// in core/kernels_normalization.h; read the reference versions (first half of this file) before the fast
+// ones.
 //
 // The fast versions make the same computation, arranged so that memory is swept as few times as possible
 // (the section "Optimized versions" below explains how): the training forward reads x once and writes y,
@@ -42,8 +43,9 @@ void check_stat(const char* op, const char* name, const Tensor& t, const NormLay
 
 void check_same(const char* op, const char* name, const Tensor& t, const Tensor& x, int64_t numel) {
   if (!t.defined()) return;
-  check(t.dtype() == x.dtype() && t.is_contiguous() && t.numel() == numel, op, ": ", name, " must be a contiguous ",
-        dtype_name(x.dtype()), " tensor with ", numel, " elements, got ", dtype_name(t.dtype()), " ", t.shape());
+  check(t.dtype() == x.dtype() && t.is_contiguous() && t.numel() == numel, op, ": ", name,
+        " must be a contiguous ", dtype_name(x.dtype()), " tensor with ", numel, " elements, got ",
+        dtype_name(t.dtype()), " ", t.shape());
 }
 
 void check_layout(const char* op, const Tensor& x, const NormLayout& l) {
@@ -73,9 +75,17 @@ struct View {
   const T* w;
   const double *mean, *inv_std, *r, *d;
   View(const NormLayout& l, const NormStats& st, const Tensor& weight)
-      : O(l.outer), P(l.pooled), G(l.groups), K(l.channels_per_group), S(l.inner),
-        M(static_cast<double>(l.count())), w(maybe<T>(weight)), mean(st.mean.data<double>()),
-        inv_std(st.inv_std.data<double>()), r(maybe_stat(st.r)), d(maybe_stat(st.d)) {}
+      : O(l.outer),
+        P(l.pooled),
+        G(l.groups),
+        K(l.channels_per_group),
+        S(l.inner),
+        M(static_cast<double>(l.count())),
+        w(maybe<T>(weight)),
+        mean(st.mean.data<double>()),
+        inv_std(st.inv_std.data<double>()),
+        r(maybe_stat(st.r)),
+        d(maybe_stat(st.d)) {}
   // Offset of x[o, p, g, k, 0].
   int64_t at(int64_t o, int64_t p, int64_t g, int64_t k) const { return (((o * P + p) * G + g) * K + k) * S; }
   double weight_of(int64_t c) const { return w ? static_cast<double>(w[c]) : 1.0; }
@@ -121,8 +131,8 @@ void normalize_reference_moments(const Tensor& x, const NormLayout& l, Tensor& m
   });
 }
 
-void normalize_reference_forward(const Tensor& x, const NormLayout& l, const NormStats& st, const Tensor& weight,
-                                 const Tensor& bias, Tensor& y) {
+void normalize_reference_forward(const Tensor& x, const NormLayout& l, const NormStats& st,
+                                 const Tensor& weight, const Tensor& bias, Tensor& y) {
   check_forward("normalize_reference_forward", x, l, st, weight, bias, y);
   visit_floating(x.dtype(), "normalize_reference_forward", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -184,8 +194,8 @@ void normalize_reference_backward(const Tensor& x, const Tensor& dy, const NormL
               const int64_t i = v.at(o, p, g, k) + s, c = g * v.K + k;
               const double z = (px[i] - m) * inv_std;
               const double dx_hat = pdy[i] * v.weight_of(c) * r;
-              const double grad = batch_stats ? inv_std * (dx_hat - mean_dx_hat - z * mean_dx_hat_z)
-                                              : inv_std * dx_hat;
+              const double grad =
+                  batch_stats ? inv_std * (dx_hat - mean_dx_hat - z * mean_dx_hat_z) : inv_std * dx_hat;
               pdx[i] = static_cast<T>(pdx[i] + grad);
             }
       }
@@ -226,13 +236,13 @@ void normalize_reference_backward(const Tensor& x, const Tensor& dy, const NormL
 
 namespace {
 
-constexpr int64_t kChunkElements = int64_t(1) << 17;      // at most 512 KB of float32 x (and as much dy) per task
-constexpr int64_t kMinChunkElements = int64_t(1) << 12;   // never split a unit into pieces smaller than this
-constexpr int64_t kMinTasks = 16;                         // split units further until there are this many tasks
-constexpr int64_t kColumnBlock = 64;                      // columns per unit in the column path
+constexpr int64_t kChunkElements = int64_t(1) << 17;  // at most 512 KB of float32 x (and as much dy) per task
+constexpr int64_t kMinChunkElements = int64_t(1) << 12;  // never split a unit into pieces smaller than this
+constexpr int64_t kMinTasks = 16;     // split units further until there are this many tasks
+constexpr int64_t kColumnBlock = 64;  // columns per unit in the column path
 
-// K·S == 1 (BatchNorm1d on (N, C)): each statistic group is a strided column of an (N, C) matrix, so the loops
-// run along rows and vectorize across columns instead.
+// K·S == 1 (BatchNorm1d on (N, C)): each statistic group is a strided column of an (N, C) matrix, so the
+// loops run along rows and vectorize across columns instead.
 bool column_path(const NormLayout& l) { return l.channels_per_group * l.inner == 1 && l.pooled > 1; }
 
 struct Plan {
@@ -375,12 +385,14 @@ void affine(const T* x, T* y, int64_t n, double m, double a, double b) {
 
 // y = (x − m)·(w·a) + (bias + w·d), per element (w, bias may be null: 1, 0).
 template <class T>
-void affine_per_element(const T* x, T* y, int64_t n, double m, double a, double d, const T* w, const T* bias) {
+void affine_per_element(const T* x, T* y, int64_t n, double m, double a, double d, const T* w,
+                        const T* bias) {
   if (w && bias) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
       const double wi = static_cast<double>(w[i]);
-      y[i] = static_cast<T>((static_cast<double>(x[i]) - m) * (wi * a) + (static_cast<double>(bias[i]) + wi * d));
+      y[i] = static_cast<T>((static_cast<double>(x[i]) - m) * (wi * a) +
+                            (static_cast<double>(bias[i]) + wi * d));
     }
   } else {
     for (int64_t i = 0; i < n; ++i) {
@@ -412,8 +424,8 @@ void add_weighted_grad_sums(const T* x, const T* dy, int64_t n, double m, const 
 // Per element (S == 1), float64 partials of the parameter gradients: dw += dy·x_hat with
 // x_hat = (x − m)·r_is + d, db += dy (either may be null).
 template <class T>
-void add_param_grads_per_element(const T* x, const T* dy, int64_t n, double m, double r_is, double d, double* dw,
-                                 double* db) {
+void add_param_grads_per_element(const T* x, const T* dy, int64_t n, double m, double r_is, double d,
+                                 double* dw, double* db) {
   if (dw) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i)
@@ -427,7 +439,8 @@ void add_param_grads_per_element(const T* x, const T* dy, int64_t n, double m, d
 
 // dx (= or +=) scale·dy + (x − m)·slope + offset.
 template <bool kAdd, class T>
-void dx_affine(const T* x, const T* dy, T* dx, int64_t n, double m, double scale, double slope, double offset) {
+void dx_affine(const T* x, const T* dy, T* dx, int64_t n, double m, double scale, double slope,
+               double offset) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const double g = scale * static_cast<double>(dy[i]) + (static_cast<double>(x[i]) - m) * slope + offset;
@@ -451,8 +464,9 @@ void dx_affine_per_element(const T* x, const T* dy, T* dx, int64_t n, double m, 
 // The second sweep of LayerNorm's backward: dx as dx_affine_per_element and the parameter partials as
 // add_param_grads_per_element, in one loop when everything is wanted (x and dy are then read once, from L2).
 template <bool kAdd, class T>
-void dx_and_param_grads_per_element(const T* x, const T* dy, T* dx, int64_t n, double m, const T* w, double r_is,
-                                    double slope, double offset, double d, double* dw, double* db) {
+void dx_and_param_grads_per_element(const T* x, const T* dy, T* dx, int64_t n, double m, const T* w,
+                                    double r_is, double slope, double offset, double d, double* dw,
+                                    double* db) {
   if (!(dx && w && dw && db)) {
     if (dx) dx_affine_per_element<kAdd>(x, dy, dx, n, m, w, r_is, slope, offset);
     add_param_grads_per_element(x, dy, n, m, r_is, d, dw, db);
@@ -468,7 +482,8 @@ void dx_and_param_grads_per_element(const T* x, const T* dy, T* dx, int64_t n, d
   }
 }
 
-// ---- the forward family: moments, y, or both ----------------------------------------------------------------
+// ---- the forward family: moments, y, or both
+// ----------------------------------------------------------------
 
 // What a forward-family call has and wants. With mean_out set, the first sweep finds the moments into
 // mean_out, var_out (and inv_std_out = 1 / sqrt(var + eps) when set); otherwise the statistics are given in
@@ -500,7 +515,8 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
   const double M = static_cast<double>(l.count());
   // Partial shifted sums: per task, per column (1 column in the generic path), (s1, s2).
   const int64_t width = plan.columns ? kColumnBlock : 1;
-  std::vector<double> partial(job.find_moments && plan.chunks > 1 ? static_cast<size_t>(plan.tasks() * width * 2) : 0);
+  std::vector<double> partial(
+      job.find_moments && plan.chunks > 1 ? static_cast<size_t>(plan.tasks() * width * 2) : 0);
   auto weight_of = [&](int64_t c) { return job.w ? static_cast<double>(job.w[c]) : 1.0; };
   auto bias_of = [&](int64_t c) { return job.b ? static_cast<double>(job.b[c]) : 0.0; };
   auto set_stats = [&](int64_t sg, double pivot, double s1, double s2) {
@@ -524,7 +540,9 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
       const int64_t o = u / blocks, g0 = (u % blocks) * kColumnBlock;
       return Block{o, g0, std::min(kColumnBlock, G - g0)};
     };
-    auto pivot_of = [&](const Block& bl, int64_t j) { return l.center ? static_cast<double>(job.x[bl.o * P * G + bl.g0 + j]) : 0.0; };
+    auto pivot_of = [&](const Block& bl, int64_t j) {
+      return l.center ? static_cast<double>(job.x[bl.o * P * G + bl.g0 + j]) : 0.0;
+    };
     // One task's sums, into s1, s2 (width columns).
     auto sums = [&](int64_t u, int64_t chunk, double* s1, double* s2) {
       const Block bl = block_of(u);
@@ -576,7 +594,8 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
         const T* xr = job.x + at;
         T* yr = job.y + at;
 #pragma omp simd
-        for (int64_t j = 0; j < bl.cols; ++j) yr[j] = static_cast<T>((static_cast<double>(xr[j]) - m[j]) * a[j] + b[j]);
+        for (int64_t j = 0; j < bl.cols; ++j)
+          yr[j] = static_cast<T>((static_cast<double>(xr[j]) - m[j]) * a[j] + b[j]);
       }
     };
     run_two_sweeps(plan, parallel, first, finish, second);
@@ -593,9 +612,7 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
     const double pivot = pivot_of(sg);
     LaneSums lanes;
     for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk),
-                     [&](int64_t at, int64_t, int64_t n) {
-                       add_shifted_sums(job.x + at, n, pivot, lanes);
-                     });
+                     [&](int64_t at, int64_t, int64_t n) { add_shifted_sums(job.x + at, n, pivot, lanes); });
     std::tie(s1, s2) = lanes.total();
   };
   auto first = [&](int64_t sg, int64_t chunk) {
@@ -619,7 +636,8 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
   auto second = [&](int64_t sg, int64_t chunk) {
     if (!job.y) return;
     const int64_t g = sg % G;
-    const double m = job.mean[sg], r_is = (job.r ? job.r[sg] : 1.0) * job.inv_std[sg], d = job.d ? job.d[sg] : 0.0;
+    const double m = job.mean[sg], r_is = (job.r ? job.r[sg] : 1.0) * job.inv_std[sg],
+                 d = job.d ? job.d[sg] : 0.0;
     for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
       const int64_t c = g * K + k;
       if (l.inner == 1) {
@@ -633,11 +651,12 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
   run_two_sweeps(plan, parallel, first, finish, second);
 }
 
-// ---- the backward --------------------------------------------------------------------------------------------
+// ---- the backward
+// --------------------------------------------------------------------------------------------
 
 template <bool kAdd, class T>
-void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const T* pdy, const T* pw, bool batch_stats,
-                   T* pdx, T* pdw, T* pdb) {
+void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const T* pdy, const T* pw,
+                   bool batch_stats, T* pdx, T* pdw, T* pdb) {
   const Plan plan = make_plan(l);
   const bool parallel = l.numel() > kParallelGrain;
   const int64_t G = l.groups, K = l.channels_per_group, P = l.pooled, C = l.num_channels();
@@ -653,10 +672,11 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
   const int64_t width = plan.columns ? kColumnBlock : 1;
 
   // Per statistic group, the sums of the first sweep: with K == 1 (one channel per group) the plain Σdy and
-  // Σdy·(x − mean), which also give the parameter gradients; with K > 1 the weighted Σ w·dy and Σ w·dy·(x − mean)
-  // (then the parameter gradients come from per-thread partials, below).
+  // Σdy·(x − mean), which also give the parameter gradients; with K > 1 the weighted Σ w·dy and Σ w·dy·(x −
+  // mean) (then the parameter gradients come from per-thread partials, below).
   std::vector<double> group_sums(need_sums ? static_cast<size_t>(n_sg * 2) : 0);
-  std::vector<double> partial(need_sums && plan.chunks > 1 ? static_cast<size_t>(plan.tasks() * width * 2) : 0);
+  std::vector<double> partial(need_sums && plan.chunks > 1 ? static_cast<size_t>(plan.tasks() * width * 2)
+                                                           : 0);
   // K > 1 and parameter gradients wanted: per-thread float64 partials of dweight and dbias (a column sum over
   // the groups; per thread so no two threads add into the same place), reduced in thread order at the end.
   const bool thread_params = want_params && K > 1;
@@ -743,7 +763,8 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
         T* dxr = pdx + at;
 #pragma omp simd
         for (int64_t j = 0; j < bl.cols; ++j) {
-          const double g = scale[j] * static_cast<double>(dyr[j]) + (static_cast<double>(xr[j]) - m[j]) * slope[j] + offset[j];
+          const double g = scale[j] * static_cast<double>(dyr[j]) +
+                           (static_cast<double>(xr[j]) - m[j]) * slope[j] + offset[j];
           dxr[j] = static_cast<T>(kAdd ? static_cast<double>(dxr[j]) + g : g);
         }
       }
@@ -770,7 +791,9 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
         } else if (l.inner == 1) {
           // The parameter partials are added in the second sweep, with dx (when there is no dx, here).
           add_weighted_grad_sums(px + at, pdy + at, n, m, pw ? pw + c : nullptr, lanes);
-          if (!pdx) add_param_grads_per_element(px + at, pdy + at, n, m, r_is, d, dw ? dw + c : nullptr, db ? db + c : nullptr);
+          if (!pdx)
+            add_param_grads_per_element(px + at, pdy + at, n, m, r_is, d, dw ? dw + c : nullptr,
+                                        db ? db + c : nullptr);
         } else {
           // A segment is one channel's run: its own sums give the channel's parameter partials.
           LaneSums segment;
@@ -810,13 +833,15 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       if (!pdx) return;
       const int64_t g = sg % G;
       const double m = mean[sg], r_is = r_of(sg) * inv_std[sg], d = d_of(sg);
-      const double slope = need_sums ? coefficients[sg * 2] : 0.0, offset = need_sums ? coefficients[sg * 2 + 1] : 0.0;
+      const double slope = need_sums ? coefficients[sg * 2] : 0.0,
+                   offset = need_sums ? coefficients[sg * 2 + 1] : 0.0;
       const auto [dw, db] = thread_partials();
       for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
         const int64_t c = g * K + k;
         if (l.inner == 1 && K > 1) {
-          dx_and_param_grads_per_element<kAdd>(px + at, pdy + at, pdx + at, n, m, pw ? pw + c : nullptr, r_is, slope,
-                                               offset, d, dw ? dw + c : nullptr, db ? db + c : nullptr);
+          dx_and_param_grads_per_element<kAdd>(px + at, pdy + at, pdx + at, n, m, pw ? pw + c : nullptr, r_is,
+                                               slope, offset, d, dw ? dw + c : nullptr,
+                                               db ? db + c : nullptr);
         } else {
           dx_affine<kAdd>(px + at, pdy + at, pdx + at, n, m, weight_of(c) * r_is, slope, offset);
         }
@@ -880,8 +905,9 @@ void normalize_moments_forward(const Tensor& x, const NormLayout& l, double eps,
   check(eps >= 0 && std::isfinite(eps), op, ": eps must be finite and >= 0, got ", eps);
   visit_floating(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    forward_family<T>(l, {x.data<T>(), y.data<T>(), maybe<T>(weight), maybe<T>(bias), nullptr, nullptr, nullptr,
-                          nullptr, mean.data<double>(), var.data<double>(), inv_std.data<double>(), eps});
+    forward_family<T>(
+        l, {x.data<T>(), y.data<T>(), maybe<T>(weight), maybe<T>(bias), nullptr, nullptr, nullptr, nullptr,
+            mean.data<double>(), var.data<double>(), inv_std.data<double>(), eps});
   });
 }
 
@@ -890,9 +916,9 @@ void normalize_forward(const Tensor& x, const NormLayout& l, const NormStats& st
   check_forward("normalize_forward", x, l, st, weight, bias, y);
   visit_floating(x.dtype(), "normalize_forward", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    forward_family<T>(l, {x.data<T>(), y.data<T>(), maybe<T>(weight), maybe<T>(bias), st.mean.data<double>(),
-                          st.inv_std.data<double>(), maybe_stat(st.r), maybe_stat(st.d), nullptr, nullptr, nullptr,
-                          0.0});
+    forward_family<T>(
+        l, {x.data<T>(), y.data<T>(), maybe<T>(weight), maybe<T>(bias), st.mean.data<double>(),
+            st.inv_std.data<double>(), maybe_stat(st.r), maybe_stat(st.d), nullptr, nullptr, nullptr, 0.0});
   });
 }
 
@@ -910,8 +936,10 @@ void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& l, 
       backward_impl<decltype(add)::value, T>(l, st, x.data<T>(), dy.data<T>(), maybe<T>(weight), batch_stats,
                                              maybe_mut<T>(dx), maybe_mut<T>(dweight), maybe_mut<T>(dbias));
     };
-    if (dx_write == GradWrite::add) run(std::true_type{});
-    else run(std::false_type{});
+    if (dx_write == GradWrite::add)
+      run(std::true_type{});
+    else
+      run(std::false_type{});
   });
 }
 

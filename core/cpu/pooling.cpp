@@ -23,7 +23,8 @@ namespace {
 int64_t avg_divisor(const Pool2dGeometry& g, int64_t h0, int64_t w0, bool count_include_pad) {
   if (count_include_pad) {
     // The window clipped to the padded input, as PyTorch (it can be smaller than kh·kw only at a ragged end).
-    const int64_t h1 = std::min(h0 + g.kernel_h, g.height + g.pad_h), w1 = std::min(w0 + g.kernel_w, g.width + g.pad_w);
+    const int64_t h1 = std::min(h0 + g.kernel_h, g.height + g.pad_h),
+                  w1 = std::min(w0 + g.kernel_w, g.width + g.pad_w);
     return (h1 - h0) * (w1 - w0);
   }
   const int64_t h1 = std::min(h0 + g.kernel_h, g.height), w1 = std::min(w0 + g.kernel_w, g.width);
@@ -58,7 +59,8 @@ void max_pool_reference_typed(const T* x, const Pool2dGeometry& g, T* y, int64_t
 }
 
 bool is_2x2_stride_2(const Pool2dGeometry& g) {
-  return g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0;
+  return g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
+         g.pad_w == 0;
 }
 
 // Cell v at flat index at replaces the best so far when larger, or when it is a NaN and the best is not.
@@ -112,12 +114,15 @@ void max_pool_2x2_row<float>(const float* r0, const float* r1, int64_t n, int64_
     const __mmask16 out_mask = static_cast<__mmask16>((1u << m) - 1);
     const __mmask16 lo_mask = static_cast<__mmask16>(m >= 8 ? 0xFFFFu : (1u << (2 * m)) - 1);
     const __mmask16 hi_mask = static_cast<__mmask16>(m > 8 ? (1u << (2 * m - 16)) - 1 : 0u);
-    const __m512 t_lo = _mm512_maskz_loadu_ps(lo_mask, r0 + 2 * j), t_hi = _mm512_maskz_loadu_ps(hi_mask, r0 + 2 * j + 16);
-    const __m512 b_lo = _mm512_maskz_loadu_ps(lo_mask, r1 + 2 * j), b_hi = _mm512_maskz_loadu_ps(hi_mask, r1 + 2 * j + 16);
+    const __m512 t_lo = _mm512_maskz_loadu_ps(lo_mask, r0 + 2 * j),
+                 t_hi = _mm512_maskz_loadu_ps(hi_mask, r0 + 2 * j + 16);
+    const __m512 b_lo = _mm512_maskz_loadu_ps(lo_mask, r1 + 2 * j),
+                 b_hi = _mm512_maskz_loadu_ps(hi_mask, r1 + 2 * j + 16);
     const __m512 a = _mm512_permutex2var_ps(t_lo, even, t_hi), b = _mm512_permutex2var_ps(t_lo, odd, t_hi);
     const __m512 c = _mm512_permutex2var_ps(b_lo, even, b_hi), d = _mm512_permutex2var_ps(b_lo, odd, b_hi);
     const __mmask16 top_right = better_mask(b, a), bottom_right = better_mask(d, c);
-    const __m512 top = _mm512_mask_blend_ps(top_right, a, b), bottom = _mm512_mask_blend_ps(bottom_right, c, d);
+    const __m512 top = _mm512_mask_blend_ps(top_right, a, b),
+                 bottom = _mm512_mask_blend_ps(bottom_right, c, d);
     const __mmask16 low = better_mask(bottom, top);
     _mm512_mask_storeu_ps(y + j, out_mask, _mm512_mask_blend_ps(low, top, bottom));
     // Offset of the winner within its window: top_right → 1, low → W (+1 if bottom_right).
@@ -128,8 +133,9 @@ void max_pool_2x2_row<float>(const float* r0, const float* r1, int64_t n, int64_
     const __m512i base = _mm512_set1_epi64(at0 + 2 * j);
     _mm512_mask_storeu_epi64(arg + j, static_cast<__mmask8>(out_mask & 0xFF),
                              _mm512_add_epi64(base, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(within))));
-    _mm512_mask_storeu_epi64(arg + j + 8, static_cast<__mmask8>(out_mask >> 8),
-                             _mm512_add_epi64(base, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(within, 1))));
+    _mm512_mask_storeu_epi64(
+        arg + j + 8, static_cast<__mmask8>(out_mask >> 8),
+        _mm512_add_epi64(base, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(within, 1))));
   }
 }
 #pragma GCC diagnostic pop
@@ -137,7 +143,8 @@ void max_pool_2x2_row<float>(const float* r0, const float* r1, int64_t n, int64_
 
 template <class T>
 void max_pool_2x2_typed(const T* x, const Pool2dGeometry& g, T* y, int64_t* arg) {
-  const int64_t planes = g.batch * g.channels, W = g.width, in_plane = g.height * W, out_plane = g.out_h * g.out_w;
+  const int64_t planes = g.batch * g.channels, W = g.width, in_plane = g.height * W,
+                out_plane = g.out_h * g.out_w;
 #pragma omp parallel for schedule(static) if (planes * in_plane > kParallelGrain)
   for (int64_t p = 0; p < planes; ++p)
     for (int64_t oh = 0; oh < g.out_h; ++oh) {
@@ -222,7 +229,8 @@ void avg_pool_backward_typed(const T* gy, const Pool2dGeometry& g, bool include_
     for (int64_t oh = 0; oh < g.out_h; ++oh)
       for (int64_t ow = 0; ow < g.out_w; ++ow) {
         const int64_t h0 = oh * g.stride_h - g.pad_h, w0 = ow * g.stride_w - g.pad_w;
-        const T share = gy[p * out_plane + oh * g.out_w + ow] / static_cast<T>(avg_divisor(g, h0, w0, include_pad));
+        const T share =
+            gy[p * out_plane + oh * g.out_w + ow] / static_cast<T>(avg_divisor(g, h0, w0, include_pad));
         for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + g.kernel_h, g.height); ++ih)
           for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + g.kernel_w, g.width); ++iw)
             dst[ih * g.width + iw] += share;
@@ -278,8 +286,10 @@ void max_pool2d_reference(const Tensor& x, const Pool2dGeometry& geo, Tensor& ou
 void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax) {
   visit_floating(x.dtype(), "max_pool2d", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    if (is_2x2_stride_2(geo)) max_pool_2x2_typed<T>(x.data<T>(), geo, out.data<T>(), argmax.data<int64_t>());
-    else max_pool_reference_typed<T>(x.data<T>(), geo, out.data<T>(), argmax.data<int64_t>());
+    if (is_2x2_stride_2(geo))
+      max_pool_2x2_typed<T>(x.data<T>(), geo, out.data<T>(), argmax.data<int64_t>());
+    else
+      max_pool_reference_typed<T>(x.data<T>(), geo, out.data<T>(), argmax.data<int64_t>());
   });
 }
 

@@ -21,8 +21,7 @@ struct Rows {
   int64_t rows, cols;
 };
 Rows rows_of(const Tensor& x) {
-  check(x.dim() == 2 && x.is_contiguous(), "reduce_rows: expected a contiguous 2-D tensor, got ",
-        x.shape());
+  check(x.dim() == 2 && x.is_contiguous(), "reduce_rows: expected a contiguous 2-D tensor, got ", x.shape());
   return {x.size(0), x.size(1)};
 }
 
@@ -105,8 +104,8 @@ void logsumexp_rows(const Tensor& x, Tensor& out) {
 
 void column_sums(const Tensor& x, Tensor& out) {
   const auto [rows, cols] = rows_of(x);
-  check(out.numel() == cols && out.is_contiguous(), "column_sums: out has shape ", out.shape(), ", expected [",
-        cols, "]");
+  check(out.numel() == cols && out.is_contiguous(), "column_sums: out has shape ", out.shape(),
+        ", expected [", cols, "]");
   visit_floating(x.dtype(), "column_sums", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* px = x.data<T>();
