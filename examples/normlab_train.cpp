@@ -23,8 +23,8 @@ int main(int argc, char** argv) {
                  "none | batch | layer | group | instance | rms | batchrenorm | ghost | noisy")
       ->capture_default_str();
   app.add_option("--bias", o.model.bias,
-                 "bias of the Linear/Conv2d layers feeding a normalization: auto (off before a "
-                 "normalization layer) | on | off")
+                 "biases of the hidden Linear/Conv2d layers: auto (none before a normalization layer, where "
+                 "beta makes them redundant) | on | off (none in any hidden layer)")
       ->capture_default_str();
   app.add_option("--groups", o.model.groups, "GroupNorm groups")->capture_default_str();
   app.add_option("--ghost-batch-size", o.model.ghost_batch_size, "GhostBatchNorm virtual batch size")
@@ -51,6 +51,9 @@ int main(int argc, char** argv) {
   app.add_option("--stop-after", o.stop_after_epochs, "stop after this many epochs (continue with --resume)");
   app.add_option("--bn-mode-at-test", o.bn_mode_at_test,
                  "eval | train (train reproduces the 'forgot model.eval()' pitfall)")
+      ->capture_default_str();
+  app.add_option("--eval-batch-size", o.eval_batch_size,
+                 "test-set batch size (small batches make --bn-mode-at-test train fail visibly)")
       ->capture_default_str();
   app.add_option("--json", o.json, "write one JSON line of metrics per epoch to this file");
   CLI11_PARSE(app, argc, argv);
