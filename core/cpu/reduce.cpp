@@ -25,47 +25,57 @@ Rows rows_of(const Tensor& x) {
   return {x.size(0), x.size(1)};
 }
 
+// Calls body(r, row) for every row of the contiguous (rows, cols) matrix x, on several threads when x is
+// large.
+template <class T, class Body>
+void for_each_row(const Tensor& x, Body body) {
+  const auto [rows, cols] = rows_of(x);
+  const T* px = x.data<T>();
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) body(r, px + r * cols);
+}
+
+template <class T>
+T row_max(const T* row, int64_t cols) {
+  T m = row[0];
+  for (int64_t j = 1; j < cols; ++j) m = row[j] > m ? row[j] : m;
+  return m;
+}
+
 }  // namespace
 
 void reduce_rows(ReduceOp op, const Tensor& x, Tensor& out) {
-  const auto [rows, cols] = rows_of(x);
+  const int64_t cols = rows_of(x).cols;
   visit_dtype(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T* px = x.data<T>();
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelGrain)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* row = px + r * cols;
+    for_each_row<T>(x, [&](int64_t r, const T* row) {
       if (op == ReduceOp::Sum) {
         double acc = 0;
         for (int64_t j = 0; j < cols; ++j) acc += static_cast<double>(row[j]);
         out.data<T>()[r] = static_cast<T>(acc);
-      } else {
-        // Max/Min and their positions: the first extreme wins; a NaN counts as the extreme (propagates).
-        const bool want_max = op == ReduceOp::Max || op == ReduceOp::Argmax;
-        int64_t best = 0;
-        for (int64_t j = 1; j < cols; ++j) {
-          const T v = row[j], b = row[best];
-          if (b != b) break;
-          if (v != v || (want_max ? v > b : v < b)) best = j;
-        }
-        if (op == ReduceOp::Argmax || op == ReduceOp::Argmin)
-          out.data<int64_t>()[r] = best;
-        else
-          out.data<T>()[r] = row[best];
+        return;
       }
-    }
+      // Max/Min and their positions: the first extreme wins; a NaN counts as the extreme (propagates).
+      const bool want_max = op == ReduceOp::Max || op == ReduceOp::Argmax;
+      int64_t best = 0;
+      for (int64_t j = 1; j < cols; ++j) {
+        const T v = row[j], b = row[best];
+        if (b != b) break;
+        if (v != v || (want_max ? v > b : v < b)) best = j;
+      }
+      if (op == ReduceOp::Argmax || op == ReduceOp::Argmin)
+        out.data<int64_t>()[r] = best;
+      else
+        out.data<T>()[r] = row[best];
+    });
   });
 }
 
 void var_rows(const Tensor& x, int64_t correction, Tensor& out) {
-  const auto [rows, cols] = rows_of(x);
+  const int64_t cols = rows_of(x).cols;
   visit_floating(x.dtype(), "var", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T* px = x.data<T>();
-    T* po = out.data<T>();
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelGrain)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* row = px + r * cols;
+    for_each_row<T>(x, [&](int64_t r, const T* row) {
       double mean = 0;
       for (int64_t j = 0; j < cols; ++j) mean += row[j];
       mean /= static_cast<double>(cols);
@@ -75,30 +85,25 @@ void var_rows(const Tensor& x, int64_t correction, Tensor& out) {
         ss += d * d;
       }
       const double denom = static_cast<double>(cols - correction);
-      po[r] = static_cast<T>(denom > 0 ? ss / denom : std::numeric_limits<double>::quiet_NaN());
-    }
+      out.data<T>()[r] = static_cast<T>(denom > 0 ? ss / denom : std::numeric_limits<double>::quiet_NaN());
+    });
   });
 }
 
 void logsumexp_rows(const Tensor& x, Tensor& out) {
-  const auto [rows, cols] = rows_of(x);
+  const int64_t cols = rows_of(x).cols;
   visit_floating(x.dtype(), "logsumexp", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T* px = x.data<T>();
-    T* po = out.data<T>();
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelGrain)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* row = px + r * cols;
-      T m = row[0];
-      for (int64_t j = 1; j < cols; ++j) m = row[j] > m ? row[j] : m;
+    for_each_row<T>(x, [&](int64_t r, const T* row) {
+      const T m = row_max(row, cols);
       if (std::isinf(m)) {  // all −inf (or a +inf): the answer is m itself
-        po[r] = m;
-        continue;
+        out.data<T>()[r] = m;
+        return;
       }
       double s = 0;
       for (int64_t j = 0; j < cols; ++j) s += std::exp(static_cast<double>(row[j] - m));
-      po[r] = static_cast<T>(m + std::log(s));
-    }
+      out.data<T>()[r] = static_cast<T>(m + std::log(s));
+    });
   });
 }
 
@@ -128,17 +133,12 @@ void column_sums(const Tensor& x, Tensor& out) {
 }
 
 void softmax_rows(const Tensor& x, bool log, Tensor& out) {
-  const auto [rows, cols] = rows_of(x);
+  const int64_t cols = rows_of(x).cols;
   visit_floating(x.dtype(), "softmax", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T* px = x.data<T>();
-    T* po = out.data<T>();
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelGrain)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* row = px + r * cols;
-      T* y = po + r * cols;
-      T m = row[0];
-      for (int64_t j = 1; j < cols; ++j) m = row[j] > m ? row[j] : m;
+    for_each_row<T>(x, [&](int64_t r, const T* row) {
+      T* y = out.data<T>() + r * cols;
+      const T m = row_max(row, cols);
       double s = 0;
       for (int64_t j = 0; j < cols; ++j) s += std::exp(static_cast<double>(row[j] - m));
       if (log) {
@@ -148,7 +148,7 @@ void softmax_rows(const Tensor& x, bool log, Tensor& out) {
         const T inv = static_cast<T>(1.0 / s);
         for (int64_t j = 0; j < cols; ++j) y[j] = std::exp(row[j] - m) * inv;
       }
-    }
+    });
   });
 }
 
