@@ -75,7 +75,8 @@ std::shared_ptr<Sequential> make_model(uint64_t seed) {
 int main(int argc, char** argv) {
   // The checkpoint goes to the system's temporary folder unless a path is given.
   const std::string path =
-      argc > 1 ? argv[1] : (std::filesystem::temp_directory_path() / "normlab_small_cnn.safetensors").string();
+      argc > 1 ? argv[1]
+               : (std::filesystem::temp_directory_path() / "normlab_small_cnn.safetensors").string();
   std::printf("normlab small CNN: bar orientations, 12x12\n%s\n", runtime_summary().c_str());
   manual_seed(3);  // the dropout masks come from the default generator
 

@@ -10,8 +10,6 @@
 
 namespace nl::examples {
 
-std::function<void(const Module&)> on_training_done;
-
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -186,7 +184,7 @@ Evaluation evaluate(Module& model, const TensorDataset& test, int64_t batch_size
 
 }  // namespace
 
-std::vector<EpochMetrics> train(TrainOptions o) {
+TrainResult train(TrainOptions o) {
   int64_t first_epoch = 0;
   Metadata resumed;
   if (!o.resume.empty()) {
@@ -292,8 +290,7 @@ std::vector<EpochMetrics> train(TrainOptions o) {
     }
     if (!o.save.empty()) save_checkpoint(o.save, *model, optimizer, run_metadata(o, data, epoch + 1));
   }
-  if (on_training_done) on_training_done(*model);
-  return history;
+  return {history, model};
 }
 
 }  // namespace nl::examples

@@ -10,7 +10,7 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -46,11 +46,12 @@ struct EpochMetrics {
   double seconds = 0, steps_per_second = 0, lr = 0;
 };
 
-// Runs the whole training; returns one entry per epoch run in this call. Throws nl::Error for bad options,
-// missing data or a checkpoint that does not fit.
-std::vector<EpochMetrics> train(TrainOptions options);
+struct TrainResult {
+  std::vector<EpochMetrics> history;  // one entry per epoch run in this call
+  std::shared_ptr<Sequential> model;  // the trained model
+};
 
-// The parameters of the trained model after train() (for tests): set by train() when non-null.
-extern std::function<void(const Module&)> on_training_done;
+// Runs the whole training. Throws nl::Error for bad options, missing data or a checkpoint that does not fit.
+TrainResult train(TrainOptions options);
 
 }  // namespace nl::examples

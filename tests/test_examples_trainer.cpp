@@ -50,7 +50,7 @@ TEST_CASE("the CNN with BatchNorm trains a few hundred steps to a loss well belo
   // synthetic set stands in here; the README reports the full runs).
   TrainOptions o = quick_cnn();
   o.synthetic = 1000;  // 10000 images: 156 steps per epoch, 312 steps in all
-  const std::vector<EpochMetrics> h = train(o);
+  const std::vector<EpochMetrics> h = train(o).history;
   REQUIRE(h.size() == 2);
   const double chance_loss = std::log(10.0);
   CHECK(h.back().train_loss < 0.25 * chance_loss);
@@ -63,21 +63,21 @@ TEST_CASE("a resumed run continues exactly where the checkpoint left off", "[tra
   std::vector<std::pair<std::string, std::vector<double>>> straight, resumed;
 
   TrainOptions o = quick_cnn();
-  on_training_done = [&](const Module& m) { straight = snapshot(m); };
-  const auto h_straight = train(o);
+  const TrainResult full = train(o);
+  const std::vector<EpochMetrics>& h_straight = full.history;
+  straight = snapshot(*full.model);
 
   // The same run, interrupted after epoch 1 and resumed from its checkpoint.
   TrainOptions part = quick_cnn();
   part.save = dir.file("run.safetensors");
   part.stop_after_epochs = 1;
-  on_training_done = nullptr;
-  REQUIRE(train(part).size() == 1);
+  REQUIRE(train(part).history.size() == 1);
   TrainOptions rest;
   rest.resume = dir.file("run.safetensors");
   rest.quiet = true;
-  on_training_done = [&](const Module& m) { resumed = snapshot(m); };
-  const auto h_rest = train(rest);
-  on_training_done = nullptr;
+  const TrainResult continued = train(rest);
+  const std::vector<EpochMetrics>& h_rest = continued.history;
+  resumed = snapshot(*continued.model);
 
   REQUIRE(h_rest.size() == 1);
   CHECK(h_rest[0].epoch == 2);
