@@ -107,8 +107,8 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
   no_backend("conv2d_forward", x.device());
 }
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo,
-                     int64_t groups, Tensor& dx, Tensor& dw) {
-  if (x.device() == Device::CPU) return cpu::conv2d_backward(x, w, dy, geo, groups, dx, dw);
+                     int64_t groups, Tensor& dx, Tensor& dw, Tensor& db, GradWrite write) {
+  if (x.device() == Device::CPU) return cpu::conv2d_backward(x, w, dy, geo, groups, dx, dw, db, write);
   no_backend("conv2d_backward", x.device());
 }
 void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax) {

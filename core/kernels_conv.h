@@ -67,9 +67,10 @@ void col2im(const Tensor& col, const Conv2dGeometry& geo, int64_t n0, int64_t co
 // x: (N, C, H, W), w: (OC, C/groups, kh, kw), bias: (OC) or undefined; y: (N, OC, OH, OW), overwritten.
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dGeometry& geo,
                     int64_t groups, Tensor& y);
-// dy: (N, OC, OH, OW). dx += ∂L/∂x and dw += ∂L/∂W; an undefined dx or dw is not computed.
+// dy: (N, OC, OH, OW). dx += ∂L/∂x, dw += ∂L/∂W and db (OC) += ∂L/∂b = Σ over n, oh, ow of dy; an undefined
+// dx, dw or db is not computed. GradWrite::assign overwrites the three instead (no zero-filled buffers).
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo,
-                     int64_t groups, Tensor& dx, Tensor& dw);
+                     int64_t groups, Tensor& dx, Tensor& dw, Tensor& db, GradWrite write = GradWrite::add);
 
 // out, argmax: (N, C, OH, OW); argmax is int64.
 void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax);

@@ -111,10 +111,17 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias, int64_
                 [=, x = x.detach(), w = w.detach(), gx = x_in.requires_grad(), gw = w_in.requires_grad(),
                  gb = bias.defined() && bias.requires_grad()](const Tensor& g_in) {
                   const Tensor gy = g_in.contiguous();
+                  if (per_sample) {
+                    // One pass per sample computes all three gradients and overwrites them.
+                    Tensor dx = gx ? empty(x.shape(), x.dtype()) : Tensor();
+                    Tensor dw = gw ? empty(w.shape(), w.dtype()) : Tensor();
+                    Tensor db = gb ? empty({OC}, x.dtype()) : Tensor();
+                    kernels::conv2d_backward(x, w, gy, geo, groups, dx, dw, db, kernels::GradWrite::assign);
+                    return std::vector<Tensor>{dx, dw, db};
+                  }
                   Tensor dx = gx ? zeros(x.shape(), x.dtype()) : Tensor();
                   Tensor dw = gw ? zeros(w.shape(), w.dtype()) : Tensor();
-                  if (per_sample) kernels::conv2d_backward(x, w, gy, geo, groups, dx, dw);
-                  for (int64_t n0 = 0; !per_sample && n0 < geo.batch; n0 += chunk) {
+                  for (int64_t n0 = 0; n0 < geo.batch; n0 += chunk) {
                     const int64_t count = std::min(chunk, geo.batch - n0), cols = count * L;
                     // dY of the chunk in the GEMM's (OC, count·L) layout.
                     Tensor dy = empty({OC, count, L}, gy.dtype(), gy.device());

@@ -312,17 +312,31 @@ TEST_CASE(
         const Tensor dy = rnd(y_ref.shape(), 93);
         const std::vector<Tensor> ref =
             reference::naive_conv2d_backward(x, w, dy, c.stride, c.padding, c.dilation, c.groups);
-        const Tensor dx0 = rnd(c.x, 94), dw0 = rnd(c.w, 95);  // pre-filled: the kernel must add
-        Tensor dx = dx0.to(dtype).clone(), dw = dw0.to(dtype).clone(), none;  // .to(same dtype) aliases
-        kernels::conv2d_backward(x.to(dtype), w.to(dtype), dy.to(dtype), g, c.groups, dx, dw);
+        const Tensor db_ref = sum(dy, {0, 2, 3});
+        // Pre-filled: the kernel must add. (.to of the same dtype aliases, hence the clones.)
+        const Tensor dx0 = rnd(c.x, 94), dw0 = rnd(c.w, 95), db0 = rnd({c.w[0]}, 96);
+        Tensor dx = dx0.to(dtype).clone(), dw = dw0.to(dtype).clone(), db = db0.to(dtype).clone(), none;
+        kernels::conv2d_backward(x.to(dtype), w.to(dtype), dy.to(dtype), g, c.groups, dx, dw, db);
         CHECK(allclose(dx, add(dx0, ref[0]).to(dtype), tol, tol));
         CHECK(allclose(dw, add(dw0, ref[1]).to(dtype), tol, tol));
-        // Either gradient alone.
-        Tensor dx_only = dx0.to(dtype).clone(), dw_only = dw0.to(dtype).clone();
-        kernels::conv2d_backward(x.to(dtype), w.to(dtype), dy.to(dtype), g, c.groups, dx_only, none);
-        kernels::conv2d_backward(x.to(dtype), w.to(dtype), dy.to(dtype), g, c.groups, none, dw_only);
+        CHECK(allclose(db, add(db0, db_ref).to(dtype), tol, tol));
+        // Each gradient alone.
+        Tensor dx_only = dx0.to(dtype).clone(), dw_only = dw0.to(dtype).clone(),
+               db_only = db0.to(dtype).clone();
+        kernels::conv2d_backward(x.to(dtype), w.to(dtype), dy.to(dtype), g, c.groups, dx_only, none, none);
+        kernels::conv2d_backward(x.to(dtype), w.to(dtype), dy.to(dtype), g, c.groups, none, dw_only, none);
+        kernels::conv2d_backward(x.to(dtype), w.to(dtype), dy.to(dtype), g, c.groups, none, none, db_only);
         CHECK(allclose(dx_only, dx, 0, 0));
         CHECK(allclose(dw_only, dw, 0, 0));
+        CHECK(allclose(db_only, db, 0, 0));
+        // Assign mode overwrites whatever the buffers held (NaN here).
+        Tensor dx_new = full(c.x, NAN, dtype), dw_new = full(c.w, NAN, dtype),
+               db_new = full({c.w[0]}, NAN, dtype);
+        kernels::conv2d_backward(x.to(dtype), w.to(dtype), dy.to(dtype), g, c.groups, dx_new, dw_new, db_new,
+                                 kernels::GradWrite::assign);
+        CHECK(allclose(dx_new, ref[0].to(dtype), tol, tol));
+        CHECK(allclose(dw_new, ref[1].to(dtype), tol, tol));
+        CHECK(allclose(db_new, db_ref.to(dtype), tol, tol));
       }
     }
   }
@@ -342,11 +356,13 @@ TEST_CASE("conv2d takes both paths (chunked batched GEMMs, per-sample GEMMs) and
                        1e-12));
         const Tensor u = rnd(conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups).shape(), 103);
         const Tensor xg = x.clone().requires_grad_(), wg = w.clone().requires_grad_();
-        conv2d(xg, wg, b, c.stride, c.padding, c.dilation, c.groups).backward(u);
+        const Tensor bg = c.bias ? b.clone().requires_grad_() : Tensor();
+        conv2d(xg, wg, bg, c.stride, c.padding, c.dilation, c.groups).backward(u);
         const std::vector<Tensor> ref =
             reference::naive_conv2d_backward(x, w, u, c.stride, c.padding, c.dilation, c.groups);
         CHECK(allclose(xg.grad(), ref[0], 1e-12, 1e-12));
         CHECK(allclose(wg.grad(), ref[1], 1e-12, 1e-12));
+        if (c.bias) CHECK(allclose(bg.grad(), sum(u, {0, 2, 3}), 1e-12, 1e-12));
       }
     }
   }

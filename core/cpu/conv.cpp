@@ -18,6 +18,7 @@
 // straight into the sample's (OC, L) block of the (N, OC, OH, OW) output, which is already GEMM layout:
 //   forward:   y_n   = W · col_n (+ b)                     per group: W_g (OC/g × K/g) · col_n,g (K/g × L)
 //   backward:  dW_t += dY_n · col_nᵀ   (thread t's own dW; the partial sums are added in thread order)
+//              db_t += Σ_l dY_n[:, l]  (the same, while dY_n is in cache for the GEMMs)
 //              dcol  = Wᵀ · dY_n,  dx_n += col2im(dcol)
 #include <omp.h>
 
@@ -161,6 +162,11 @@ template <class T>
 void zero_wrapped_columns(T* row, const Conv2dGeometry& g, const ShiftedPlane& s) {
   const int64_t W = g.width, n = std::min(s.dj < 0 ? -s.dj : s.dj, W), first = s.dj < 0 ? 0 : W - n;
   if (n == 0) return;
+  // A 3×3 kernel wraps one column per row: a single store, not a memset call for each of the rows.
+  if (n == 1) {
+    for (int64_t oh = s.oh_begin; oh < s.oh_end; ++oh) row[oh * W + first] = T(0);
+    return;
+  }
   for (int64_t oh = s.oh_begin; oh < s.oh_end; ++oh)
     std::fill(row + oh * W + first, row + oh * W + first + n, T(0));
 }
@@ -281,21 +287,33 @@ void conv2d_forward_typed(const Tensor& x, const Tensor& w, const Tensor& bias, 
 
 template <class T>
 void conv2d_backward_typed(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& g,
-                           int64_t groups, Tensor& dx, Tensor& dw) {
+                           int64_t groups, Tensor& dx, Tensor& dw, Tensor& db, GradWrite write) {
   const int64_t OC = w.size(0), OCg = OC / groups, L = g.out_h * g.out_w;
   const int64_t K = g.channels * g.kernel_h * g.kernel_w, Kg = K / groups,
                 sample = g.channels * g.height * g.width;
   const int64_t threads = thread_count(g.batch);
-  const bool want_dx = dx.defined(), want_dw = dw.defined();
+  const bool want_dx = dx.defined(), want_dw = dw.defined(), want_db = db.defined();
   Tensor col = empty({threads, K, L}, x.dtype(), x.device());
-  // Each thread's share of dW, summed into dw after the loop in thread order (deterministic for a given
-  // thread count).
+  // Each thread's share of dW and db, summed into dw and db after the loop in thread order (deterministic
+  // for a given thread count).
   Tensor dw_part = want_dw ? zeros({threads, OC, Kg}, x.dtype()) : Tensor();
+  Tensor db_part = want_db ? zeros({threads, OC}, x.dtype()) : Tensor();
   const T* px = x.data<T>();
+  const T* pdy = dy.data<T>();
   T* pcol = col.data<T>();
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t n = 0; n < g.batch; ++n) {
     const int64_t t = omp_get_thread_num(), col_at = t * K * L;
+    if (want_db) {
+      // db = Σ_n,l dY[n, o, l], taken here while the sample's dY is being read by the GEMMs anyway.
+      T* db_t = db_part.data<T>() + t * OC;
+      for (int64_t o = 0; o < OC; ++o) {
+        const T* row = pdy + (n * OC + o) * L;
+        T s = 0;
+        for (int64_t l = 0; l < L; ++l) s += row[l];
+        db_t[o] += s;
+      }
+    }
     if (want_dw) {
       im2col_sample(px + n * sample, g, pcol + col_at, L);
       for (int64_t gr = 0; gr < groups; ++gr)
@@ -307,15 +325,24 @@ void conv2d_backward_typed(const Tensor& x, const Tensor& w, const Tensor& dy, c
       for (int64_t gr = 0; gr < groups; ++gr)
         gemm(true, false, Kg, L, OCg, 1.0, w, gr * OCg * Kg, Kg, dy, n * OC * L + gr * OCg * L, L, 0.0, col,
              col_at + gr * Kg * L, L);
-      col2im_sample_consuming(pcol + col_at, g, L, dx.data<T>() + n * sample);
+      T* dx_n = dx.data<T>() + n * sample;
+      // Assign mode: the sample's block is cleared here, while it is about to be in cache anyway.
+      if (write == GradWrite::assign) std::fill(dx_n, dx_n + sample, T(0));
+      col2im_sample_consuming(pcol + col_at, g, L, dx_n);
     }
   }
-  if (want_dw) {
-    T* pdw = dw.data<T>();
-    const T* part = dw_part.data<T>();
-    for (int64_t t = 0; t < threads; ++t)
-      for (int64_t e = 0; e < OC * Kg; ++e) pdw[e] += part[t * OC * Kg + e];
-  }
+  // dst (+)= Σ_t part[t], the partial sums added in thread order.
+  auto reduce_parts = [&](const Tensor& part, int64_t size, Tensor& dst) {
+    T* out = dst.data<T>();
+    const T* p = part.data<T>();
+    for (int64_t e = 0; e < size; ++e) {
+      T s = write == GradWrite::assign ? T(0) : out[e];
+      for (int64_t t = 0; t < threads; ++t) s += p[t * size + e];
+      out[e] = s;
+    }
+  };
+  if (want_dw) reduce_parts(dw_part, OC * Kg, dw);
+  if (want_db) reduce_parts(db_part, OC, db);
 }
 
 }  // namespace
@@ -357,10 +384,10 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
 }
 
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo,
-                     int64_t groups, Tensor& dx, Tensor& dw) {
+                     int64_t groups, Tensor& dx, Tensor& dw, Tensor& db, GradWrite write) {
   visit_floating(x.dtype(), "conv2d_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    conv2d_backward_typed<T>(x, w, dy, geo, groups, dx, dw);
+    conv2d_backward_typed<T>(x, w, dy, geo, groups, dx, dw, db, write);
   });
 }
 

@@ -19,7 +19,7 @@ void col2im(const Tensor& col, const Conv2dGeometry& geo, int64_t n0, int64_t co
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dGeometry& geo,
                     int64_t groups, Tensor& y);
 void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Conv2dGeometry& geo,
-                     int64_t groups, Tensor& dx, Tensor& dw);
+                     int64_t groups, Tensor& dx, Tensor& dw, Tensor& db, GradWrite write = GradWrite::add);
 
 void max_pool2d(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax);
 void max_pool2d_backward(const Tensor& g, const Tensor& argmax, const Pool2dGeometry& geo, Tensor& dx,
