@@ -163,21 +163,23 @@ void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, 
   no_backend("normalize_moments", x.device());
 }
 void normalize_moments_forward(const Tensor& x, const NormLayout& layout, double eps, const Tensor& weight,
-                               const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y) {
+                               const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y,
+                               NormActivation activation) {
   if (x.device() == Device::CPU)
-    return cpu::normalize_moments_forward(x, layout, eps, weight, bias, mean, var, inv_std, y);
+    return cpu::normalize_moments_forward(x, layout, eps, weight, bias, mean, var, inv_std, y, activation);
   no_backend("normalize_moments_forward", x.device());
 }
 void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats,
-                       const Tensor& weight, const Tensor& bias, Tensor& y) {
-  if (x.device() == Device::CPU) return cpu::normalize_forward(x, layout, stats, weight, bias, y);
+                       const Tensor& weight, const Tensor& bias, Tensor& y, NormActivation activation) {
+  if (x.device() == Device::CPU) return cpu::normalize_forward(x, layout, stats, weight, bias, y, activation);
   no_backend("normalize_forward", x.device());
 }
 void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& layout, const NormStats& stats,
                         const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias,
-                        GradWrite dx_write) {
+                        GradWrite dx_write, NormActivation activation, const Tensor& bias) {
   if (x.device() == Device::CPU)
-    return cpu::normalize_backward(x, dy, layout, stats, weight, batch_stats, dx, dweight, dbias, dx_write);
+    return cpu::normalize_backward(x, dy, layout, stats, weight, batch_stats, dx, dweight, dbias, dx_write,
+                                   activation, bias);
   no_backend("normalize_backward", x.device());
 }
 

@@ -36,6 +36,14 @@
 //
 // r and d are constants of the backward pass (Ioffe 2017: they are stop_gradient'ed).
 //
+// Fused ReLU (oneDNN's "fuse_norm_relu"; batch_norm_relu uses it). With NormActivation::relu the forward
+// writes out = max(y, 0) instead of y, and the backward takes dout, the gradient with respect to out, and
+// masks it: dy = dout where y > 0, else 0 (PyTorch's ReLU backward); then everything above applies to that
+// dy. Neither y nor a mask is stored: y is monotonic in x within a statistic group, so the backward finds,
+// with the forward's own expression, the cut t such that y > 0 exactly when x > t (x < t when the group's
+// slope weight·r·inv_std is negative), which needs the bias as well. The backward supports it for one channel
+// per statistic group (K == 1: Batch, Ghost-Batch and Instance normalization); the forward for every layout.
+//
 // Dtypes. x, y, dy, dx, weight, bias, dweight and dbias share x's dtype (float32 or float64). Statistics
 // (mean, var, inv_std, r, d) are float64 tensors of length outer·groups: they are tiny, and float64 keeps a
 // channel with mean 1e7 exact. Kernels never allocate their outputs; backward ADDS (+=) into dx, dweight
@@ -55,6 +63,8 @@
 #include "core/tensor.h"
 
 namespace nl::kernels {
+
+enum class NormActivation { none, relu };
 
 struct NormLayout {
   int64_t outer = 1;               // independent blocks with their own statistics (samples, virtual batches)
@@ -86,18 +96,24 @@ void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, 
 // y = weight[c] · (x − mean) · inv_std + bias[c] (no r, d). Each statistic group is normalized right after
 // its moments are found, while it is still in cache, so x is read from memory once. mean, var, inv_std:
 // float64, length num_stat_groups(), written.
+// With activation = relu, y receives max(y, 0).
 void normalize_moments_forward(const Tensor& x, const NormLayout& layout, double eps, const Tensor& weight,
-                               const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y);
+                               const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y,
+                               NormActivation activation = NormActivation::none);
 
 // y = weight[c] · (r · (x − mean) · inv_std + d) + bias[c]; x and y contiguous, weight/bias may be undefined.
+// With activation = relu, y receives max(y, 0).
 void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats,
-                       const Tensor& weight, const Tensor& bias, Tensor& y);
+                       const Tensor& weight, const Tensor& bias, Tensor& y,
+                       NormActivation activation = NormActivation::none);
 
 // The closed-form backward above. batch_stats: the statistics were computed from x (training), so the
 // gradient flows through them; otherwise they are constants (eval). dx, dweight, dbias are ADDED to (dx is
-// overwritten instead with dx_write = GradWrite::assign).
+// overwritten instead with dx_write = GradWrite::assign). With activation = relu, dy is the gradient with
+// respect to the fused ReLU's output, and bias (the forward's) is needed to recompute its mask.
 void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& layout, const NormStats& stats,
                         const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias,
-                        GradWrite dx_write = GradWrite::add);
+                        GradWrite dx_write = GradWrite::add, NormActivation activation = NormActivation::none,
+                        const Tensor& bias = Tensor());
 
 }  // namespace nl::kernels

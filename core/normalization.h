@@ -47,6 +47,14 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
                   const Tensor& weight, const Tensor& bias, bool training,
                   double momentum = kBatchNormDefaultMomentum, double eps = kNormDefaultEps);
 
+// relu(batch_norm(...)) in one kernel, forward and backward (oneDNN's fused BatchNorm + ReLU). The output
+// before the ReLU is never stored: the backward recomputes it from x to find where the ReLU passed the
+// gradient. Same arguments, statistics and running-statistics update as batch_norm; equal to
+// relu(batch_norm(...)) in value and gradient (tested).
+Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                       const Tensor& weight, const Tensor& bias, bool training,
+                       double momentum = kBatchNormDefaultMomentum, double eps = kNormDefaultEps);
+
 // ---- Ghost BatchNorm (Hoffer et al. 2017)
 // -------------------------------------------------------------------- training=true: the batch is split into
 // N / virtual_batch_size consecutive virtual batches, each normalized with its own statistics (an error when

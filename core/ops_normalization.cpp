@@ -19,6 +19,7 @@
 
 namespace nl {
 
+using kernels::NormActivation;
 using kernels::NormLayout;
 using kernels::NormStats;
 using Grads = std::vector<Tensor>;
@@ -30,8 +31,10 @@ struct NormalizeSaved {
   Tensor x;       // contiguous, detached input
   Tensor weight;  // contiguous, detached, flattened; undefined means 1
   NormLayout layout;
-  NormStats stats;   // float64 per statistic group: mean, inv_std (and r, d for BatchRenorm)
-  bool batch_stats;  // the statistics came from x, so the gradient flows through them
+  NormStats stats;            // float64 per statistic group: mean, inv_std (and r, d for BatchRenorm)
+  bool batch_stats;           // the statistics came from x, so the gradient flows through them
+  NormActivation activation;  // a fused ReLU after the affine map, or none
+  Tensor bias;  // contiguous, detached; kept only with a fused ReLU, whose mask the backward recomputes
 };
 
 Tensor dense_detached(const Tensor& t) {
@@ -58,17 +61,26 @@ Tensor record_normalize(const char* op, const Tensor& x, const Tensor& y, Normal
         Tensor dw = want_dw ? zeros({saved.layout.num_channels()}, dt) : Tensor();
         Tensor db = want_db ? zeros({saved.layout.num_channels()}, dt) : Tensor();
         kernels::normalize_backward(saved.x, dy, saved.layout, saved.stats, saved.weight, saved.batch_stats,
-                                    dx, dw, db, kernels::GradWrite::assign);
+                                    dx, dw, db, kernels::GradWrite::assign, saved.activation, saved.bias);
         return Grads{dx, want_dw ? dw.reshape(w_shape) : Tensor(), want_db ? db.reshape(b_shape) : Tensor()};
       });
 }
 
-// y = weight · (r · (x − mean) · inv_std + d) + bias with given statistics, recorded with the backward.
+// y = weight · (r · (x − mean) · inv_std + d) + bias with given statistics (then max(y, 0) with a fused
+// ReLU), recorded with the backward.
 Tensor normalize(const char* op, const Tensor& x, const NormLayout& layout, NormStats stats,
-                 const Tensor& weight, const Tensor& bias, bool batch_stats) {
-  NormalizeSaved saved{dense_detached(x), dense_detached(weight), layout, std::move(stats), batch_stats};
+                 const Tensor& weight, const Tensor& bias, bool batch_stats,
+                 NormActivation activation = NormActivation::none) {
+  const Tensor dense_bias = dense_detached(bias);
+  NormalizeSaved saved{dense_detached(x),
+                       dense_detached(weight),
+                       layout,
+                       std::move(stats),
+                       batch_stats,
+                       activation,
+                       activation == NormActivation::relu ? dense_bias : Tensor()};
   Tensor y = empty(x.shape(), x.dtype(), x.device());
-  kernels::normalize_forward(saved.x, layout, saved.stats, saved.weight, dense_detached(bias), y);
+  kernels::normalize_forward(saved.x, layout, saved.stats, saved.weight, dense_bias, y, activation);
   return record_normalize(op, x, y, std::move(saved), weight, bias);
 }
 
@@ -79,15 +91,23 @@ struct Moments {
 // Training mode: the statistics of x itself, found by the same kernel that normalizes (x is read once).
 // The moments are returned in *moments for the running-statistics update.
 Tensor normalize_with_batch_stats(const char* op, const Tensor& x, const NormLayout& layout, double eps,
-                                  const Tensor& weight, const Tensor& bias, Moments* moments = nullptr) {
+                                  const Tensor& weight, const Tensor& bias, Moments* moments = nullptr,
+                                  NormActivation activation = NormActivation::none) {
   const int64_t groups = layout.num_stat_groups();
   Moments m{empty({groups}, kFloat64), empty({groups}, kFloat64)};
-  NormalizeSaved saved{dense_detached(x), dense_detached(weight), layout, {}, true};
+  const Tensor dense_bias = dense_detached(bias);
+  NormalizeSaved saved{dense_detached(x),
+                       dense_detached(weight),
+                       layout,
+                       {},
+                       true,
+                       activation,
+                       activation == NormActivation::relu ? dense_bias : Tensor()};
   saved.stats.mean = m.mean;
   saved.stats.inv_std = empty({groups}, kFloat64);
   Tensor y = empty(x.shape(), x.dtype(), x.device());
-  kernels::normalize_moments_forward(saved.x, layout, eps, saved.weight, dense_detached(bias), m.mean, m.var,
-                                     saved.stats.inv_std, y);
+  kernels::normalize_moments_forward(saved.x, layout, eps, saved.weight, dense_bias, m.mean, m.var,
+                                     saved.stats.inv_std, y, activation);
   if (moments) *moments = m;
   return record_normalize(op, x, y, std::move(saved), weight, bias);
 }
@@ -201,9 +221,11 @@ double cumulative_average_factor(int64_t num_batches_tracked) {
 // ---- BatchNorm
 // ----------------------------------------------------------------------------------------------
 
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
-                  const Tensor& weight, const Tensor& bias, bool training, double momentum, double eps) {
-  const char* op = "batch_norm";
+namespace {
+
+Tensor batch_norm_with(const char* op, NormActivation activation, const Tensor& x, const Tensor& running_mean,
+                       const Tensor& running_var, const Tensor& weight, const Tensor& bias, bool training,
+                       double momentum, double eps) {
   check_input(op, x, 2);
   check_eps(op, eps);
   const int64_t N = x.size(0), C = x.size(1), S = spatial_size(x);
@@ -215,18 +237,32 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   if (!training) {
     check(running_mean.defined(), op, ": running_mean and running_var are required when training is false");
     return normalize(op, x, layout, {as_stats(running_mean), inv_std_of(as_stats(running_var), eps), {}, {}},
-                     weight, bias, false);
+                     weight, bias, false, activation);
   }
   const int64_t M = N * S;
   check(M > 1, op, ": expected more than 1 value per channel when training, got input of shape ", x.shape());
   if (running_mean.defined()) check_momentum(op, momentum);
   Moments m;
-  Tensor y = normalize_with_batch_stats(op, x, layout, eps, weight, bias, &m);
+  Tensor y = normalize_with_batch_stats(op, x, layout, eps, weight, bias, &m, activation);
   if (running_mean.defined()) {
     blend_into(running_mean, m.mean, momentum);
     blend_into(running_var, scaled(m.var, static_cast<double>(M) / static_cast<double>(M - 1)), momentum);
   }
   return y;
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum, double eps) {
+  return batch_norm_with("batch_norm", NormActivation::none, x, running_mean, running_var, weight, bias,
+                         training, momentum, eps);
+}
+
+Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                       const Tensor& weight, const Tensor& bias, bool training, double momentum, double eps) {
+  return batch_norm_with("batch_norm_relu", NormActivation::relu, x, running_mean, running_var, weight, bias,
+                         training, momentum, eps);
 }
 
 // ---- Ghost BatchNorm

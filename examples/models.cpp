@@ -16,8 +16,11 @@ struct Features {
 ModulePtr make_norm(const ModelConfig& c, const Features& f) {
   const int64_t C = f.channels;
   if (c.norm == "none") return nullptr;
-  if (c.norm == "batch")
-    return f.spatial() ? ModulePtr(std::make_shared<BatchNorm2d>(C)) : std::make_shared<BatchNorm1d>(C);
+  if (c.norm == "batch") {
+    BatchNormOptions o;
+    o.fused_relu = c.fused_bn_relu;  // add_block then adds no ReLU of its own
+    return f.spatial() ? ModulePtr(std::make_shared<BatchNorm2d>(C, o)) : std::make_shared<BatchNorm1d>(C, o);
+  }
   if (c.norm == "ghost") return std::make_shared<GhostBatchNorm>(C, c.ghost_batch_size);
   if (c.norm == "noisy") return std::make_shared<NoisyBatchNorm>(C);
   if (c.norm == "batchrenorm") {
@@ -54,13 +57,15 @@ bool bias_before(const ModelConfig& c, const ModulePtr& norm) {
   return norm == nullptr;  // auto
 }
 
-// Appends layer(bias) → norm → ReLU, where the normalization sees features f.
+// Appends layer(bias) → norm → ReLU, where the normalization sees features f (layer(bias) → BatchNorm with
+// its fused ReLU, when the config asks for it).
 template <class MakeLayer>
 void add_block(Sequential& net, const ModelConfig& c, const Features& f, MakeLayer make_layer) {
   ModulePtr norm = make_norm(c, f);
   net.add(make_layer(bias_before(c, norm)));
   if (norm) net.add(norm);
-  net.add(std::make_shared<ReLU>());
+  auto* bn = dynamic_cast<BatchNorm*>(norm.get());
+  if (!(bn && bn->options().fused_relu)) net.add(std::make_shared<ReLU>());
 }
 
 std::shared_ptr<Sequential> build_mlp(const ModelConfig& c) {
@@ -147,7 +152,8 @@ std::map<std::string, std::string> to_metadata(const ModelConfig& c) {
           {"model.mlp_hidden", hidden},
           {"model.groups", std::to_string(c.groups)},
           {"model.ghost_batch_size", std::to_string(c.ghost_batch_size)},
-          {"model.renorm_total_steps", std::to_string(c.renorm_total_steps)}};
+          {"model.renorm_total_steps", std::to_string(c.renorm_total_steps)},
+          {"model.fused_bn_relu", c.fused_bn_relu ? "1" : "0"}};
 }
 
 ModelConfig from_metadata(const std::map<std::string, std::string>& m) {
@@ -183,6 +189,9 @@ ModelConfig from_metadata(const std::map<std::string, std::string>& m) {
   c.groups = get_int("model.groups");
   c.ghost_batch_size = get_int("model.ghost_batch_size");
   c.renorm_total_steps = get_int("model.renorm_total_steps");
+  // Checkpoints written before the fused BatchNorm + ReLU existed have no key: their models had a ReLU
+  // module of their own (which shifts the names of the layers after it).
+  c.fused_bn_relu = m.count("model.fused_bn_relu") && get_int("model.fused_bn_relu") != 0;
   validate(c);
   return c;
 }
@@ -212,6 +221,9 @@ std::vector<Prediction> classify_images(const std::string& checkpoint,
   return out;
 }
 
-std::string summary(const ModelConfig& c) { return c.model + ", norm=" + c.norm + ", bias=" + c.bias; }
+std::string summary(const ModelConfig& c) {
+  const bool fused = c.norm == "batch" && c.fused_bn_relu;
+  return c.model + ", norm=" + c.norm + (fused ? " (fused with its ReLU)" : "") + ", bias=" + c.bias;
+}
 
 }  // namespace nl::examples

@@ -5,6 +5,7 @@
 //           Flatten → Linear(3136, 128) → norm → ReLU → Linear(128, 10)             (input 1×28×28)
 //   resnet  a small ResNet of BasicBlocks (widths 16, 32, 64; layers/residual.h) on 1×28×28
 //
+// With norm "batch", each BatchNorm and its ReLU run fused in one kernel unless fused_bn_relu is off.
 // The normalization is chosen by name (ModelConfig::norm). With "instance", the CNN's fully connected block
 // has no normalization: InstanceNorm needs spatial positions to average over. `bias` decides whether the
 // Linear/Conv2d layers that feed a normalization layer get a bias: "auto" and "off" = no bias before a
@@ -31,6 +32,10 @@ struct ModelConfig {
   int64_t groups = 8;              // GroupNorm groups (must divide every channel count)
   int64_t ghost_batch_size = 16;   // GhostBatchNorm virtual batch
   int64_t renorm_total_steps = 0;  // > 0: BatchRenorm's schedule is scaled to this run length
+  // With norm "batch": BatchNorm and the ReLU after it run as one kernel (BatchNormOptions::fused_relu;
+  // same values and gradients, two fewer passes over memory each way). The model then lists
+  // "BatchNorm2d(..., fused_relu=true)" and no separate ReLU.
+  bool fused_bn_relu = true;
 };
 
 // Throws nl::Error naming the option when a name or a combination is not supported.
@@ -38,7 +43,7 @@ void validate(const ModelConfig& config);
 
 std::shared_ptr<Sequential> build_model(const ModelConfig& config);
 
-// "cnn, norm=batch, bias=auto" — for headers.
+// "cnn, norm=batch (fused with its ReLU), bias=auto" — for headers.
 std::string summary(const ModelConfig& config);
 
 // Fashion-MNIST's pixel mean and standard deviation over the training set (pixels scaled to [0, 1]): the

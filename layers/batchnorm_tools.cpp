@@ -92,7 +92,12 @@ std::vector<std::string> fold_batchnorm(Module& model) {
       const bool ok =
           linear ? fold_into(linear->weight, linear->bias, *st) : fold_into(conv->weight, conv->bias, *st);
       if (!ok) continue;
-      seq->replace_child(child_name, std::make_shared<Identity>());
+      // A BatchNorm with a fused ReLU leaves its ReLU behind.
+      auto* bn = dynamic_cast<BatchNorm*>((*seq)[i].get());
+      if (bn && bn->options().fused_relu)
+        seq->replace_child(child_name, std::make_shared<ReLU>());
+      else
+        seq->replace_child(child_name, std::make_shared<Identity>());
       folded.push_back(full_name);
     }
   }

@@ -68,6 +68,7 @@ std::string BatchNorm::describe() const {
   return cat_str(type_name_, "(", num_features_, ", eps=", options_.eps,
                  ", momentum=", momentum_str(options_.momentum), ", affine=", bool_str(options_.affine),
                  ", track_running_stats=", bool_str(options_.track_running_stats),
+                 options_.fused_relu ? ", fused_relu=true" : "",
                  running_stats_frozen_ ? ", running_stats_frozen" : "", ")");
 }
 
@@ -92,12 +93,11 @@ double BatchNorm::next_update_factor() const {
 
 Tensor BatchNorm::forward(const Tensor& x) {
   check_input(x);
-  if (!uses_batch_stats())
-    return batch_norm(x, running_mean, running_var, weight, bias, false, 0.0, options_.eps);
-  if (!updates_running_stats())
-    return batch_norm(x, Tensor(), Tensor(), weight, bias, true, 0.0, options_.eps);
+  const auto op = options_.fused_relu ? batch_norm_relu : batch_norm;
+  if (!uses_batch_stats()) return op(x, running_mean, running_var, weight, bias, false, 0.0, options_.eps);
+  if (!updates_running_stats()) return op(x, Tensor(), Tensor(), weight, bias, true, 0.0, options_.eps);
   // Count the batch only once the op has accepted it (it throws on one value per channel).
-  Tensor y = batch_norm(x, running_mean, running_var, weight, bias, true, next_update_factor(), options_.eps);
+  Tensor y = op(x, running_mean, running_var, weight, bias, true, next_update_factor(), options_.eps);
   add_count(num_batches_tracked, 1);
   return y;
 }
@@ -114,6 +114,7 @@ BatchNorm2d::BatchNorm2d(int64_t num_features, BatchNormOptions options)
 GhostBatchNorm::GhostBatchNorm(int64_t num_features, int64_t virtual_batch_size, BatchNormOptions options)
     : BatchNorm(num_features, options, "GhostBatchNorm", {2, 3, 4}), virtual_batch_size_(virtual_batch_size) {
   check_positive("GhostBatchNorm", "virtual_batch_size", virtual_batch_size);
+  check(!options.fused_relu, "GhostBatchNorm: fused_relu is only available for BatchNorm1d/2d");
 }
 
 std::string GhostBatchNorm::describe() const {
@@ -138,6 +139,7 @@ Tensor GhostBatchNorm::forward(const Tensor& x) {
 
 NoisyBatchNorm::NoisyBatchNorm(int64_t num_features, NoiseOptions noise, BatchNormOptions options)
     : BatchNorm(num_features, options, "NoisyBatchNorm", {2, 3, 4}), noise_(noise), generator_(noise.seed) {
+  check(!options.fused_relu, "NoisyBatchNorm: fused_relu is only available for BatchNorm1d/2d");
   check(noise.mean_min <= noise.mean_max, "NoisyBatchNorm: mean_min ", noise.mean_min, " > mean_max ",
         noise.mean_max);
   check(0 <= noise.std_min && noise.std_min <= noise.std_max,

@@ -35,6 +35,10 @@ struct BatchNormOptions {
   std::optional<double> momentum = kBatchNormDefaultMomentum;
   bool affine = true;               // learnable weight (γ, init 1) and bias (β, init 0)
   bool track_running_stats = true;  // keep running_mean/var; when false, batch statistics in eval too
+  // BatchNorm1d/2d only: apply a ReLU to the output in the same kernel (batch_norm_relu), the way
+  // inference engines fuse BN + ReLU. The layer's output is then relu(BN(x)) and the pre-ReLU values are
+  // never stored. Off by default, so that a model reads exactly like its PyTorch counterpart.
+  bool fused_relu = false;
 };
 
 // The BatchNorm family's shared state and behaviour; BatchNorm1d/2d and the variants below fix the ranks.

@@ -14,6 +14,7 @@
 
 using namespace nl;
 using namespace nl::examples;
+using test::allclose;
 namespace fs = std::filesystem;
 
 namespace {
@@ -166,9 +167,51 @@ TEST_CASE("model settings survive the round trip through checkpoint metadata", "
   CHECK(back.norm == "ghost");
   CHECK(back.mlp_hidden == std::vector<int64_t>{64, 32});
   CHECK(back.ghost_batch_size == 8);
+  CHECK(back.fused_bn_relu);
+  c.fused_bn_relu = false;
+  CHECK_FALSE(from_metadata(to_metadata(c)).fused_bn_relu);
+  // Checkpoints from before the fused BatchNorm + ReLU have no key: their models had separate ReLUs.
+  auto old = to_metadata(c);
+  old.erase("model.fused_bn_relu");
+  CHECK_FALSE(from_metadata(old).fused_bn_relu);
   auto m = to_metadata(c);
   m.erase("model.norm");
   REQUIRE_THROWS_WITH(from_metadata(m), Catch::Contains("metadata has no 'model.norm'"));
+}
+
+TEST_CASE("the fused BatchNorm + ReLU model computes what the unfused one does", "[trainer][relu]") {
+  for (const std::string model : {"mlp", "cnn"}) {
+    INFO(model);
+    ModelConfig c;
+    c.model = model;
+    c.fused_bn_relu = false;
+    auto unfused = build_model(c);
+    c.fused_bn_relu = true;
+    auto fused = build_model(c);
+    // Same parameters (the ReLU modules have none), so one state dict loads into the other.
+    const auto params = unfused->named_parameters(), fused_params = fused->named_parameters();
+    REQUIRE(params.size() == fused_params.size());
+    int fused_layers = 0;
+    for (const auto& [name, child] : fused->named_children())
+      if (auto* bn = dynamic_cast<BatchNorm*>(child.get())) fused_layers += bn->options().fused_relu;
+    CHECK(fused_layers == (model == "mlp" ? 2 : 3));
+    CHECK(fused->named_children().size() + fused_layers == unfused->named_children().size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      NoGradGuard no_record;
+      Tensor dst = fused_params[i].second.detach();
+      dst.copy_(params[i].second);
+    }
+    const Tensor x = randn({8, 1, 28, 28});
+    const Tensor u = randn({8, 10});
+    const Tensor y_unfused = unfused->forward(x), y_fused = fused->forward(x);
+    CHECK(allclose(y_fused, y_unfused, 1e-5, 1e-5));
+    sum(mul(y_unfused, u)).backward();
+    sum(mul(y_fused, u)).backward();
+    for (size_t i = 0; i < params.size(); ++i) {
+      INFO(params[i].first);
+      CHECK(allclose(fused_params[i].second.grad(), params[i].second.grad(), 1e-4, 1e-5));
+    }
+  }
 }
 
 TEST_CASE("normlab-predict classifies PNG files with a trained checkpoint", "[trainer][predict]") {

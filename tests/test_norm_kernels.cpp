@@ -144,6 +144,73 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("normalize kernels: a fused ReLU matches the reference, and relu after the plain kernels",
+          "[norm][kernels][relu]") {
+  using kernels::NormActivation;
+  Generator gen(27);
+  for (DType dt : {kFloat64, kFloat32}) {
+    const double tol = dt == kFloat64 ? 1e-12 : 2e-5;
+    for (const Case& c : layouts()) {
+      const NormLayout& l = c.layout;
+      INFO(c.name << " " << dtype_name(dt));
+      const Tensor x = random({l.numel()}, dt, gen, 0.5, 2.0);
+      const NormStats st = stats_for(x, l, 1e-5, false, gen);
+      // A small bias keeps about half of every channel below zero, so the mask matters.
+      const Tensor w = random({l.num_channels()}, dt, gen), b = random({l.num_channels()}, dt, gen, 0, 0.2);
+      // Forward (every layout): relu of the plain output, from both the reference and the optimized kernel.
+      Tensor y_plain = empty_like(x), y_ref = empty_like(x), y_opt = empty_like(x);
+      cpu::normalize_forward(x, l, st, w, b, y_plain);
+      cpu::normalize_reference_forward(x, l, st, w, b, y_ref, NormActivation::relu);
+      cpu::normalize_forward(x, l, st, w, b, y_opt, NormActivation::relu);
+      CHECK(allclose(y_ref, relu(y_plain), tol, tol));
+      CHECK(allclose(y_opt, relu(y_plain), 0, 0));
+      const double cut = mean(lt(y_plain, zeros_like(y_plain))).item();
+      if (l.numel() > 100) CHECK((cut > 0.2 && cut < 0.8));
+
+      Tensor mean_out = empty({l.num_stat_groups()}, kFloat64), var_out = empty_like(mean_out),
+             inv_std_out = empty_like(mean_out), y_fused = empty_like(x), y_fused_plain = empty_like(x);
+      cpu::normalize_moments_forward(x, l, 1e-5, w, b, mean_out, var_out, inv_std_out, y_fused_plain);
+      cpu::normalize_moments_forward(x, l, 1e-5, w, b, mean_out, var_out, inv_std_out, y_fused,
+                                     NormActivation::relu);
+      CHECK(allclose(y_fused, relu(y_fused_plain), 0, 0));
+
+      const Tensor dout = random({l.numel()}, dt, gen);
+      if (l.channels_per_group != 1) {
+        Tensor dx = zeros_like(x), none;
+        CHECK_THROWS_WITH(cpu::normalize_backward(x, dout, l, st, w, true, dx, none, none,
+                                                  kernels::GradWrite::add, NormActivation::relu, b),
+                          Catch::Contains("one channel per statistic group"));
+        continue;
+      }
+      // Backward: equal to the plain backward of the masked gradient dout·[y > 0].
+      const Tensor dy_masked = mul(dout, gt(y_plain, zeros_like(y_plain)));
+      for (bool batch_stats : {true, false}) {
+        INFO("batch_stats " << batch_stats);
+        Tensor dx_plain = zeros_like(x), dw_plain = zeros_like(w), db_plain = zeros_like(b);
+        cpu::normalize_backward(x, dy_masked, l, st, w, batch_stats, dx_plain, dw_plain, db_plain);
+        Tensor dx_ref = zeros_like(x), dw_ref = zeros_like(w), db_ref = zeros_like(b);
+        cpu::normalize_reference_backward(x, dout, l, st, w, batch_stats, dx_ref, dw_ref, db_ref,
+                                          NormActivation::relu, b);
+        CHECK(allclose(dx_ref, dx_plain, tol * 10, tol * 10));
+        CHECK(allclose(dw_ref, dw_plain, tol * 10, tol * 10));
+        CHECK(allclose(db_ref, db_plain, tol * 10, tol * 10));
+        // Pre-filled gradients are added to; GradWrite::assign overwrites dx.
+        const Tensor dx0 = random(x.shape(), dt, gen), dw0 = random(w.shape(), dt, gen);
+        Tensor dx_opt = dx0.clone(), dw_opt = dw0.clone(), db_opt = zeros_like(b);
+        cpu::normalize_backward(x, dout, l, st, w, batch_stats, dx_opt, dw_opt, db_opt,
+                                kernels::GradWrite::add, NormActivation::relu, b);
+        CHECK(allclose(dx_opt, add(dx0, dx_plain), tol * 10, tol * 10));
+        CHECK(allclose(dw_opt, add(dw0, dw_plain), tol * 10, tol * 10));
+        CHECK(allclose(db_opt, db_plain, tol * 10, tol * 10));
+        Tensor dx_assign = full(x.shape(), NAN, dt), none;
+        cpu::normalize_backward(x, dout, l, st, w, batch_stats, dx_assign, none, none,
+                                kernels::GradWrite::assign, NormActivation::relu, b);
+        CHECK(allclose(dx_assign, dx_plain, tol * 10, tol * 10));
+      }
+    }
+  }
+}
+
 TEST_CASE("normalize kernels: GradWrite::assign overwrites dx, whatever it held", "[norm][kernels]") {
   Generator gen(23);
   for (DType dt : {kFloat64, kFloat32}) {

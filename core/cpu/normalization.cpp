@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -132,7 +133,8 @@ void normalize_reference_moments(const Tensor& x, const NormLayout& l, Tensor& m
 }
 
 void normalize_reference_forward(const Tensor& x, const NormLayout& l, const NormStats& st,
-                                 const Tensor& weight, const Tensor& bias, Tensor& y) {
+                                 const Tensor& weight, const Tensor& bias, Tensor& y,
+                                 NormActivation activation) {
   check_forward("normalize_reference_forward", x, l, st, weight, bias, y);
   visit_floating(x.dtype(), "normalize_reference_forward", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -148,16 +150,31 @@ void normalize_reference_forward(const Tensor& x, const NormLayout& l, const Nor
               const int64_t i = v.at(o, p, g, k) + s, sg = o * v.G + g, c = g * v.K + k;
               const double z = (px[i] - v.mean[sg]) * v.inv_std[sg];
               const double x_hat = v.r_of(sg) * z + v.d_of(sg);
-              py[i] = static_cast<T>(v.weight_of(c) * x_hat + (pb ? pb[c] : 0.0));
+              const T out = static_cast<T>(v.weight_of(c) * x_hat + (pb ? pb[c] : 0.0));
+              py[i] = activation == NormActivation::relu ? std::max(out, T(0)) : out;  // max keeps NaN
             }
   });
 }
 
-void normalize_reference_backward(const Tensor& x, const Tensor& dy, const NormLayout& l, const NormStats& st,
-                                  const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight,
-                                  Tensor& dbias) {
+void normalize_reference_backward(const Tensor& x, const Tensor& dy_in, const NormLayout& l,
+                                  const NormStats& st, const Tensor& weight, bool batch_stats, Tensor& dx,
+                                  Tensor& dweight, Tensor& dbias, NormActivation activation,
+                                  const Tensor& bias) {
   const char* op = "normalize_reference_backward";
-  check_forward(op, x, l, st, weight, Tensor(), dy, "dy");
+  check_forward(op, x, l, st, weight, bias, dy_in, "dy");
+  // A fused ReLU: the gradient that reaches the normalization is dy_in where the forward's output before
+  // the ReLU, recomputed here, was positive.
+  Tensor dy = dy_in;
+  if (activation == NormActivation::relu) {
+    Tensor y = empty(x.shape(), x.dtype());
+    normalize_reference_forward(x, l, st, weight, bias, y);
+    dy = empty(x.shape(), x.dtype());
+    visit_floating(x.dtype(), op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      for (int64_t i = 0; i < x.numel(); ++i)
+        dy.data<T>()[i] = y.data<T>()[i] > T(0) ? dy_in.data<T>()[i] : T(0);
+    });
+  }
   check_same(op, "dx", dx, x, l.numel());
   check_same(op, "dweight", dweight, x, l.num_channels());
   check_same(op, "dbias", dbias, x, l.num_channels());
@@ -376,11 +393,44 @@ void moments_from_sums(double pivot, double s1, double s2, double M, double& mea
   var = std::max(0.0, s2 / M - shift * shift);
 }
 
-// y = (x − m)·a + b.
+// Short channel runs (BatchNorm with small images: 196 floats per (sample, channel)) start a new memory
+// stream every few cache lines, faster than the hardware prefetcher picks them up, so the sweeps that read
+// from memory ask for the run `ahead` positions further on themselves. Prefetches never fault; the bound
+// check only keeps the addresses meaningful.
+struct RunPrefetch {
+  int64_t stride = 0;  // elements from a run to the same channel's run of the next pooled index; 0: off
+  int64_t limit = 0;   // numel
+
+  static RunPrefetch for_layout(const NormLayout& l) {
+    constexpr int64_t kShortRun = 2048, kAhead = 2;
+    const bool short_runs = l.channels_per_group == 1 && l.inner > 1 && l.inner <= kShortRun && l.pooled > 1;
+    return short_runs ? RunPrefetch{kAhead * l.groups * l.inner, l.numel()} : RunPrefetch{};
+  }
+  template <class T>
+  void operator()(const T* base, int64_t at, int64_t n) const {
+    if (stride == 0 || at + stride + n > limit) return;
+    const char* p = reinterpret_cast<const char*>(base + at + stride);
+    for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(p + b);
+  }
+};
+
+// y = (x − m)·a + b, and max(y, 0) with a fused ReLU (std::max(y, 0) keeps a NaN, as PyTorch's relu).
 template <class T>
-void affine(const T* x, T* y, int64_t n, double m, double a, double b) {
+void affine(const T* x, T* y, int64_t n, double m, double a, double b, bool relu) {
+  if (relu) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i)
+      y[i] = std::max(static_cast<T>((static_cast<double>(x[i]) - m) * a + b), T(0));
+    return;
+  }
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>((static_cast<double>(x[i]) - m) * a + b);
+}
+
+template <class T>
+void relu_in_place(T* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = std::max(y[i], T(0));
 }
 
 // y = (x − m)·(w·a) + (bias + w·d), per element (w, bias may be null: 1, 0).
@@ -399,6 +449,52 @@ void affine_per_element(const T* x, T* y, int64_t n, double m, double a, double 
       const double wi = w ? static_cast<double>(w[i]) : 1.0, bi = bias ? static_cast<double>(bias[i]) : 0.0;
       y[i] = static_cast<T>((static_cast<double>(x[i]) - m) * (wi * a) + (bi + wi * d));
     }
+  }
+}
+
+// The gradient that reaches the normalization: dy itself, or, behind a fused ReLU, dy where the forward's
+// output before the ReLU, y(x) = (x − m)·a + b computed in double and rounded to T, was positive.
+//
+// Recomputing y(x) per element would double the arithmetic of the backward. But y is a nondecreasing
+// function of x when a > 0 (nonincreasing when a < 0), so the set of x it passes is a half-line: x > t, or
+// x < t. The cut t is found once per statistic group, by evaluating the forward's own expression around the
+// root x0 = m − b/a and stepping one representable T at a time to the exact boundary; the loops then test
+// sign·x > sign·t, one comparison in T. The mask is therefore exactly the forward's: the same x passes.
+// (A NaN x fails every comparison, as relu's mask fails a NaN y. Non-finite statistics block everything.)
+template <class T>
+struct ReluMask {
+  bool on = false;  // the default passes every x but NaN (the column path applies it unconditionally)
+  T sign = 1, cut = -std::numeric_limits<T>::infinity();  // x passes when sign·x > cut
+
+  bool passes(T x) const { return sign * x > cut; }
+};
+
+template <class T>
+ReluMask<T> relu_mask_of(double m, double a, double b) {
+  auto positive = [&](T x) { return static_cast<T>((static_cast<double>(x) - m) * a + b) > T(0); };
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  if (!(std::isfinite(m) && std::isfinite(a) && std::isfinite(b))) return {true, T(1), kInf};  // none pass
+  if (a == 0) return {true, T(1), positive(T(0)) ? -kInf : kInf};  // all or none (y = b)
+  const T toward_pass = a > 0 ? kInf : -kInf;
+  T t = static_cast<T>(std::clamp(m - b / a, -static_cast<double>(std::numeric_limits<T>::max()),
+                                  static_cast<double>(std::numeric_limits<T>::max())));
+  // Move t to the last x that fails (the boundary on the failing side).
+  while (positive(t) && std::isfinite(t)) t = std::nextafter(t, -toward_pass);
+  while (!positive(std::nextafter(t, toward_pass)) && std::isfinite(t)) t = std::nextafter(t, toward_pass);
+  return a > 0 ? ReluMask<T>{true, T(1), t} : ReluMask<T>{true, T(-1), -t};
+}
+
+// f(offset, masked_dy, len) over the blocks of a run: masked_dy[i] = dy[offset + i] where x passes the
+// mask, else 0. The masked block lives in an L1-sized stack buffer, so the loops that consume it are the
+// plain ones. (Masking inside those loops, GCC 12 keeps them scalar or turns the select into a branch.)
+template <class T, class F>
+void for_masked_blocks(const T* x, const T* dy, int64_t n, const ReluMask<T>& mask, F&& f) {
+  constexpr int64_t kBlock = 1024;
+  alignas(64) T masked[kBlock];
+  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const int64_t len = std::min(kBlock, n - i0);
+    for (int64_t i = 0; i < len; ++i) masked[i] = mask.passes(x[i0 + i]) ? dy[i0 + i] : T(0);
+    f(i0, masked, len);
   }
 }
 
@@ -502,6 +598,7 @@ struct ForwardJob {
   double* var_out;
   double* inv_std_out;
   double eps;
+  bool relu = false;          // a fused ReLU on y
   bool find_moments = false;  // set from mean_out
 };
 
@@ -596,6 +693,7 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
 #pragma omp simd
         for (int64_t j = 0; j < bl.cols; ++j)
           yr[j] = static_cast<T>((static_cast<double>(xr[j]) - m[j]) * a[j] + b[j]);
+        if (job.relu) relu_in_place(yr, bl.cols);
       }
     };
     run_two_sweeps(plan, parallel, first, finish, second);
@@ -603,6 +701,7 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
   }
 
   // Generic path: a unit is a statistic group.
+  const RunPrefetch prefetch = RunPrefetch::for_layout(l);
   auto pivot_of = [&](int64_t sg) {
     if (!l.center || l.count() == 0) return 0.0;
     const int64_t o = sg / G, g = sg % G;
@@ -611,8 +710,10 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
   auto sums = [&](int64_t sg, int64_t chunk, double& s1, double& s2) {
     const double pivot = pivot_of(sg);
     LaneSums lanes;
-    for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk),
-                     [&](int64_t at, int64_t, int64_t n) { add_shifted_sums(job.x + at, n, pivot, lanes); });
+    for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t, int64_t n) {
+      prefetch(job.x, at, n);
+      add_shifted_sums(job.x + at, n, pivot, lanes);
+    });
     std::tie(s1, s2) = lanes.total();
   };
   auto first = [&](int64_t sg, int64_t chunk) {
@@ -643,8 +744,9 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
       if (l.inner == 1) {
         affine_per_element(job.x + at, job.y + at, n, m, r_is, d, job.w ? job.w + c : nullptr,
                            job.b ? job.b + c : nullptr);
+        if (job.relu) relu_in_place(job.y + at, n);
       } else {
-        affine(job.x + at, job.y + at, n, m, weight_of(c) * r_is, bias_of(c) + weight_of(c) * d);
+        affine(job.x + at, job.y + at, n, m, weight_of(c) * r_is, bias_of(c) + weight_of(c) * d, job.relu);
       }
     });
   };
@@ -656,7 +758,7 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
 
 template <bool kAdd, class T>
 void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const T* pdy, const T* pw,
-                   bool batch_stats, T* pdx, T* pdw, T* pdb) {
+                   bool batch_stats, T* pdx, T* pdw, T* pdb, bool relu, const T* pbias) {
   const Plan plan = make_plan(l);
   const bool parallel = l.numel() > kParallelGrain;
   const int64_t G = l.groups, K = l.channels_per_group, P = l.pooled, C = l.num_channels();
@@ -666,6 +768,14 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
   auto r_of = [&](int64_t sg) { return pr ? pr[sg] : 1.0; };
   auto d_of = [&](int64_t sg) { return pd ? pd[sg] : 0.0; };
   auto weight_of = [&](int64_t c) { return pw ? static_cast<double>(pw[c]) : 1.0; };
+  auto bias_of = [&](int64_t c) { return pbias ? static_cast<double>(pbias[c]) : 0.0; };
+  // The fused ReLU's mask for channel c of group sg, with the forward's coefficients.
+  auto relu_mask = [&](int64_t sg, int64_t c) {
+    if (!relu) return ReluMask<T>{};
+    const double w = weight_of(c);
+    // The forward's coefficients (forward_family: affine(x, y, n, m, w·r·inv_std, bias + w·d)).
+    return relu_mask_of<T>(mean[sg], w * r_of(sg) * inv_std[sg], bias_of(c) + w * d_of(sg));
+  };
   const bool want_params = pdw || pdb;
   const bool need_sums = batch_stats || want_params;
   const int64_t n_sg = l.num_stat_groups();
@@ -709,13 +819,15 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
     auto sums = [&](int64_t u, int64_t chunk, double* sdy, double* sdyx) {
       const Block bl = block_of(u);
       const double* m = mean + bl.o * G + bl.g0;
-      for (int64_t j = 0; j < bl.cols; ++j) sdy[j] = 0, sdyx[j] = 0;
+      ReluMask<T> mask[kColumnBlock];
+      for (int64_t j = 0; j < bl.cols; ++j)
+        sdy[j] = 0, sdyx[j] = 0, mask[j] = relu_mask(bl.o * G + bl.g0 + j, bl.g0 + j);
       for (int64_t p = plan.begin(chunk); p < plan.end(chunk); ++p) {
         const int64_t at = (bl.o * P + p) * G + bl.g0;
         const T *xr = px + at, *dyr = pdy + at;
 #pragma omp simd
         for (int64_t j = 0; j < bl.cols; ++j) {
-          const double g = static_cast<double>(dyr[j]);
+          const double g = mask[j].passes(xr[j]) ? static_cast<double>(dyr[j]) : 0.0;
           sdy[j] += g;
           sdyx[j] += g * (static_cast<double>(xr[j]) - m[j]);
         }
@@ -750,9 +862,11 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       if (!pdx) return;
       const Block bl = block_of(u);
       double m[kColumnBlock], scale[kColumnBlock], slope[kColumnBlock], offset[kColumnBlock];
+      ReluMask<T> mask[kColumnBlock];
       for (int64_t j = 0; j < bl.cols; ++j) {
         const int64_t sg = bl.o * G + bl.g0 + j;
         m[j] = mean[sg];
+        mask[j] = relu_mask(sg, bl.g0 + j);
         scale[j] = weight_of(bl.g0 + j) * r_of(sg) * inv_std[sg];
         slope[j] = need_sums ? coefficients[sg * 2] : 0.0;
         offset[j] = need_sums ? coefficients[sg * 2 + 1] : 0.0;
@@ -763,7 +877,7 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
         T* dxr = pdx + at;
 #pragma omp simd
         for (int64_t j = 0; j < bl.cols; ++j) {
-          const double g = scale[j] * static_cast<double>(dyr[j]) +
+          const double g = scale[j] * (mask[j].passes(xr[j]) ? static_cast<double>(dyr[j]) : 0.0) +
                            (static_cast<double>(xr[j]) - m[j]) * slope[j] + offset[j];
           dxr[j] = static_cast<T>(kAdd ? static_cast<double>(dxr[j]) + g : g);
         }
@@ -771,6 +885,7 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
     };
     run_two_sweeps(plan, parallel, first, finish, second);
   } else {
+    const RunPrefetch prefetch = RunPrefetch::for_layout(l);
     // This thread's parameter partials (K > 1), or null.
     auto thread_partials = [&]() {
       const int t = thread_params ? omp_get_thread_num() : 0;
@@ -782,12 +897,21 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       const int64_t g = sg % G;
       const double m = mean[sg], r_is = r_of(sg) * inv_std[sg], d = d_of(sg);
       const auto [dw, db] = thread_partials();
+      const ReluMask<T> mask = relu_mask(sg, g);  // K == 1 when relu: channel g
       LaneSums lanes;
       a = 0, b = 0;
       for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
         const int64_t c = g * K + k;
         if (K == 1) {
-          add_grad_sums(px + at, pdy + at, n, m, lanes);
+          prefetch(px, at, n);
+          prefetch(pdy, at, n);
+          if (relu) {
+            for_masked_blocks(px + at, pdy + at, n, mask, [&](int64_t i0, const T* g, int64_t len) {
+              add_grad_sums(px + at + i0, g, len, m, lanes);
+            });
+          } else {
+            add_grad_sums(px + at, pdy + at, n, m, lanes);
+          }
         } else if (l.inner == 1) {
           // The parameter partials are added in the second sweep, with dx (when there is no dx, here).
           add_weighted_grad_sums(px + at, pdy + at, n, m, pw ? pw + c : nullptr, lanes);
@@ -836,6 +960,7 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       const double slope = need_sums ? coefficients[sg * 2] : 0.0,
                    offset = need_sums ? coefficients[sg * 2 + 1] : 0.0;
       const auto [dw, db] = thread_partials();
+      const ReluMask<T> mask = relu_mask(sg, g);
       for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
         const int64_t c = g * K + k;
         if (l.inner == 1 && K > 1) {
@@ -843,7 +968,14 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
                                                slope, offset, d, dw ? dw + c : nullptr,
                                                db ? db + c : nullptr);
         } else {
-          dx_affine<kAdd>(px + at, pdy + at, pdx + at, n, m, weight_of(c) * r_is, slope, offset);
+          const double scale = weight_of(c) * r_is;
+          if (relu) {
+            for_masked_blocks(px + at, pdy + at, n, mask, [&](int64_t i0, const T* g, int64_t len) {
+              dx_affine<kAdd>(px + at + i0, g, pdx + at + i0, len, m, scale, slope, offset);
+            });
+          } else {
+            dx_affine<kAdd>(px + at, pdy + at, pdx + at, n, m, scale, slope, offset);
+          }
         }
       });
     };
@@ -892,7 +1024,8 @@ void normalize_moments(const Tensor& x, const NormLayout& l, Tensor& mean, Tenso
 }
 
 void normalize_moments_forward(const Tensor& x, const NormLayout& l, double eps, const Tensor& weight,
-                               const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y) {
+                               const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y,
+                               NormActivation activation) {
   const char* op = "normalize_moments_forward";
   check_layout(op, x, l);
   check_stat(op, "mean", mean, l, false);
@@ -905,28 +1038,32 @@ void normalize_moments_forward(const Tensor& x, const NormLayout& l, double eps,
   check(eps >= 0 && std::isfinite(eps), op, ": eps must be finite and >= 0, got ", eps);
   visit_floating(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    forward_family<T>(
-        l, {x.data<T>(), y.data<T>(), maybe<T>(weight), maybe<T>(bias), nullptr, nullptr, nullptr, nullptr,
-            mean.data<double>(), var.data<double>(), inv_std.data<double>(), eps});
+    forward_family<T>(l, {x.data<T>(), y.data<T>(), maybe<T>(weight), maybe<T>(bias), nullptr, nullptr,
+                          nullptr, nullptr, mean.data<double>(), var.data<double>(), inv_std.data<double>(),
+                          eps, activation == NormActivation::relu});
   });
 }
 
 void normalize_forward(const Tensor& x, const NormLayout& l, const NormStats& st, const Tensor& weight,
-                       const Tensor& bias, Tensor& y) {
+                       const Tensor& bias, Tensor& y, NormActivation activation) {
   check_forward("normalize_forward", x, l, st, weight, bias, y);
   visit_floating(x.dtype(), "normalize_forward", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    forward_family<T>(
-        l, {x.data<T>(), y.data<T>(), maybe<T>(weight), maybe<T>(bias), st.mean.data<double>(),
-            st.inv_std.data<double>(), maybe_stat(st.r), maybe_stat(st.d), nullptr, nullptr, nullptr, 0.0});
+    forward_family<T>(l, {x.data<T>(), y.data<T>(), maybe<T>(weight), maybe<T>(bias), st.mean.data<double>(),
+                          st.inv_std.data<double>(), maybe_stat(st.r), maybe_stat(st.d), nullptr, nullptr,
+                          nullptr, 0.0, activation == NormActivation::relu});
   });
 }
 
 void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& l, const NormStats& st,
                         const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias,
-                        GradWrite dx_write) {
+                        GradWrite dx_write, NormActivation activation, const Tensor& bias) {
   const char* op = "normalize_backward";
-  check_forward(op, x, l, st, weight, Tensor(), dy, "dy");
+  check_forward(op, x, l, st, weight, bias, dy, "dy");
+  const bool relu = activation == NormActivation::relu;
+  check(!relu || l.channels_per_group == 1, op,
+        ": a fused ReLU needs one channel per statistic group (channels_per_group 1), got ",
+        l.channels_per_group);
   check_same(op, "dx", dx, x, l.numel());
   check_same(op, "dweight", dweight, x, l.num_channels());
   check_same(op, "dbias", dbias, x, l.num_channels());
@@ -934,7 +1071,8 @@ void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& l, 
     using T = typename decltype(tag)::type;
     auto run = [&](auto add) {
       backward_impl<decltype(add)::value, T>(l, st, x.data<T>(), dy.data<T>(), maybe<T>(weight), batch_stats,
-                                             maybe_mut<T>(dx), maybe_mut<T>(dweight), maybe_mut<T>(dbias));
+                                             maybe_mut<T>(dx), maybe_mut<T>(dweight), maybe_mut<T>(dbias),
+                                             relu, maybe<T>(bias));
     };
     if (dx_write == GradWrite::add)
       run(std::true_type{});
