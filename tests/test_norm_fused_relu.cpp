@@ -81,7 +81,8 @@ TEST_CASE("BatchNorm2d(fused_relu) trains like BatchNorm2d followed by ReLU", "[
   CHECK(fused.describe().find("fused_relu=true") != std::string::npos);
   CHECK(plain.describe().find("fused_relu") == std::string::npos);
   for (int step = 0; step < 3; ++step) {
-    const Tensor x = randn({5, 3, 4, 4}, kFloat32, &gen, 0.5, 2.0), dout = randn({5, 3, 4, 4}, kFloat32, &gen);
+    const Tensor x = randn({5, 3, 4, 4}, kFloat32, &gen, 0.5, 2.0),
+                 dout = randn({5, 3, 4, 4}, kFloat32, &gen);
     fused.zero_grad();
     plain.zero_grad();
     const Tensor y_fused = fused(x), y_plain = relu_layer(plain(x));
@@ -107,7 +108,8 @@ TEST_CASE("fused_relu: the variants built on other ops refuse it", "[norm][batch
   CHECK_THROWS_WITH(NoisyBatchNorm(4, {}, o), Catch::Contains("NoisyBatchNorm: fused_relu"));
 }
 
-TEST_CASE("fold_batchnorm: a BatchNorm with a fused ReLU leaves the ReLU behind", "[norm][tools][fold][relu]") {
+TEST_CASE("fold_batchnorm: a BatchNorm with a fused ReLU leaves the ReLU behind",
+          "[norm][tools][fold][relu]") {
   Generator gen(64);
   BatchNormOptions o;
   o.fused_relu = true;

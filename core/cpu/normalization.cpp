@@ -414,13 +414,16 @@ struct RunPrefetch {
   }
 };
 
-// y = (x − m)·a + b, and max(y, 0) with a fused ReLU (std::max(y, 0) keeps a NaN, as PyTorch's relu).
+// y = (x − m)·a + b, and max(y, 0) with a fused ReLU (written as y < 0 ? 0 : y, which keeps a NaN as
+// PyTorch's relu does, and which GCC 12 vectorizes where it leaves std::max scalar).
 template <class T>
 void affine(const T* x, T* y, int64_t n, double m, double a, double b, bool relu) {
   if (relu) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i)
-      y[i] = std::max(static_cast<T>((static_cast<double>(x[i]) - m) * a + b), T(0));
+    for (int64_t i = 0; i < n; ++i) {
+      const T v = static_cast<T>((static_cast<double>(x[i]) - m) * a + b);
+      y[i] = v < T(0) ? T(0) : v;
+    }
     return;
   }
 #pragma omp simd
@@ -429,8 +432,7 @@ void affine(const T* x, T* y, int64_t n, double m, double a, double b, bool relu
 
 template <class T>
 void relu_in_place(T* y, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] = std::max(y[i], T(0));
+  for (int64_t i = 0; i < n; ++i) y[i] = y[i] < T(0) ? T(0) : y[i];
 }
 
 // y = (x − m)·(w·a) + (bias + w·d), per element (w, bias may be null: 1, 0).
@@ -769,16 +771,24 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
   auto d_of = [&](int64_t sg) { return pd ? pd[sg] : 0.0; };
   auto weight_of = [&](int64_t c) { return pw ? static_cast<double>(pw[c]) : 1.0; };
   auto bias_of = [&](int64_t c) { return pbias ? static_cast<double>(pbias[c]) : 0.0; };
-  // The fused ReLU's mask for channel c of group sg, with the forward's coefficients.
-  auto relu_mask = [&](int64_t sg, int64_t c) {
-    if (!relu) return ReluMask<T>{};
-    const double w = weight_of(c);
-    // The forward's coefficients (forward_family: affine(x, y, n, m, w·r·inv_std, bias + w·d)).
-    return relu_mask_of<T>(mean[sg], w * r_of(sg) * inv_std[sg], bias_of(c) + w * d_of(sg));
-  };
   const bool want_params = pdw || pdb;
   const bool need_sums = batch_stats || want_params;
   const int64_t n_sg = l.num_stat_groups();
+  // The fused ReLU's mask of each statistic group (K == 1: group sg is channel sg % G), found once, with
+  // the forward's coefficients (forward_family: affine(x, y, n, m, w·r·inv_std, bias + w·d)).
+  std::vector<ReluMask<T>> relu_masks(relu ? static_cast<size_t>(n_sg) : 0);
+  std::vector<T> mask_sign(relu_masks.size()), mask_cut(relu_masks.size());  // the same, for the column path
+  for (int64_t sg = 0; sg < static_cast<int64_t>(relu_masks.size()); ++sg) {
+    const double w = weight_of(sg % G);
+    relu_masks[sg] = relu_mask_of<T>(mean[sg], w * r_of(sg) * inv_std[sg], bias_of(sg % G) + w * d_of(sg));
+    mask_sign[sg] = relu_masks[sg].sign;
+    mask_cut[sg] = relu_masks[sg].cut;
+  }
+  // A row of n gradients of groups sg0, sg0 + 1, ... (the column path) masked into `out`.
+  auto mask_row = [&](const T* x, const T* dy, int64_t sg0, int64_t n, T* out) {
+    const T *sign = mask_sign.data() + sg0, *cut = mask_cut.data() + sg0;
+    for (int64_t j = 0; j < n; ++j) out[j] = sign[j] * x[j] > cut[j] ? dy[j] : T(0);
+  };
   const int64_t width = plan.columns ? kColumnBlock : 1;
 
   // Per statistic group, the sums of the first sweep: with K == 1 (one channel per group) the plain Σdy and
@@ -819,15 +829,15 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
     auto sums = [&](int64_t u, int64_t chunk, double* sdy, double* sdyx) {
       const Block bl = block_of(u);
       const double* m = mean + bl.o * G + bl.g0;
-      ReluMask<T> mask[kColumnBlock];
-      for (int64_t j = 0; j < bl.cols; ++j)
-        sdy[j] = 0, sdyx[j] = 0, mask[j] = relu_mask(bl.o * G + bl.g0 + j, bl.g0 + j);
+      for (int64_t j = 0; j < bl.cols; ++j) sdy[j] = 0, sdyx[j] = 0;
+      T masked[kColumnBlock];
       for (int64_t p = plan.begin(chunk); p < plan.end(chunk); ++p) {
         const int64_t at = (bl.o * P + p) * G + bl.g0;
         const T *xr = px + at, *dyr = pdy + at;
+        if (relu) mask_row(xr, dyr, bl.o * G + bl.g0, bl.cols, masked), dyr = masked;
 #pragma omp simd
         for (int64_t j = 0; j < bl.cols; ++j) {
-          const double g = mask[j].passes(xr[j]) ? static_cast<double>(dyr[j]) : 0.0;
+          const double g = static_cast<double>(dyr[j]);
           sdy[j] += g;
           sdyx[j] += g * (static_cast<double>(xr[j]) - m[j]);
         }
@@ -862,11 +872,10 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       if (!pdx) return;
       const Block bl = block_of(u);
       double m[kColumnBlock], scale[kColumnBlock], slope[kColumnBlock], offset[kColumnBlock];
-      ReluMask<T> mask[kColumnBlock];
+      T masked[kColumnBlock];
       for (int64_t j = 0; j < bl.cols; ++j) {
         const int64_t sg = bl.o * G + bl.g0 + j;
         m[j] = mean[sg];
-        mask[j] = relu_mask(sg, bl.g0 + j);
         scale[j] = weight_of(bl.g0 + j) * r_of(sg) * inv_std[sg];
         slope[j] = need_sums ? coefficients[sg * 2] : 0.0;
         offset[j] = need_sums ? coefficients[sg * 2 + 1] : 0.0;
@@ -875,9 +884,10 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
         const int64_t at = (bl.o * P + p) * G + bl.g0;
         const T *xr = px + at, *dyr = pdy + at;
         T* dxr = pdx + at;
+        if (relu) mask_row(xr, dyr, bl.o * G + bl.g0, bl.cols, masked), dyr = masked;
 #pragma omp simd
         for (int64_t j = 0; j < bl.cols; ++j) {
-          const double g = scale[j] * (mask[j].passes(xr[j]) ? static_cast<double>(dyr[j]) : 0.0) +
+          const double g = scale[j] * static_cast<double>(dyr[j]) +
                            (static_cast<double>(xr[j]) - m[j]) * slope[j] + offset[j];
           dxr[j] = static_cast<T>(kAdd ? static_cast<double>(dxr[j]) + g : g);
         }
@@ -897,7 +907,7 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       const int64_t g = sg % G;
       const double m = mean[sg], r_is = r_of(sg) * inv_std[sg], d = d_of(sg);
       const auto [dw, db] = thread_partials();
-      const ReluMask<T> mask = relu_mask(sg, g);  // K == 1 when relu: channel g
+      const ReluMask<T> mask = relu ? relu_masks[sg] : ReluMask<T>{};
       LaneSums lanes;
       a = 0, b = 0;
       for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
@@ -960,7 +970,7 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       const double slope = need_sums ? coefficients[sg * 2] : 0.0,
                    offset = need_sums ? coefficients[sg * 2 + 1] : 0.0;
       const auto [dw, db] = thread_partials();
-      const ReluMask<T> mask = relu_mask(sg, g);
+      const ReluMask<T> mask = relu ? relu_masks[sg] : ReluMask<T>{};
       for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
         const int64_t c = g * K + k;
         if (l.inner == 1 && K > 1) {
