@@ -486,6 +486,13 @@ ReluMask<T> relu_mask_of(double m, double a, double b) {
   return a > 0 ? ReluMask<T>{true, T(1), t} : ReluMask<T>{true, T(-1), -t};
 }
 
+// out = dy where x passes the mask, else 0.
+template <class T>
+void mask_run(const T* x, const T* dy, int64_t n, const ReluMask<T>& mask, T* out) {
+  const T sign = mask.sign, cut = mask.cut;
+  for (int64_t i = 0; i < n; ++i) out[i] = sign * x[i] > cut ? dy[i] : T(0);
+}
+
 // f(offset, masked_dy, len) over the blocks of a run: masked_dy[i] = dy[offset + i] where x passes the
 // mask, else 0. The masked block lives in an L1-sized stack buffer, so the loops that consume it are the
 // plain ones. (Masking inside those loops, GCC 12 keeps them scalar or turns the select into a branch.)
@@ -495,7 +502,7 @@ void for_masked_blocks(const T* x, const T* dy, int64_t n, const ReluMask<T>& ma
   alignas(64) T masked[kBlock];
   for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
     const int64_t len = std::min(kBlock, n - i0);
-    for (int64_t i = 0; i < len; ++i) masked[i] = mask.passes(x[i0 + i]) ? dy[i0 + i] : T(0);
+    mask_run(x + i0, dy + i0, len, mask, masked);
     f(i0, masked, len);
   }
 }
@@ -896,6 +903,9 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
     run_two_sweeps(plan, parallel, first, finish, second);
   } else {
     const RunPrefetch prefetch = RunPrefetch::for_layout(l);
+    // With a fused ReLU and a dx to overwrite, the first sweep leaves the masked gradient in dx and the
+    // second sweep reads it back from there (L2) instead of masking again.
+    const bool masked_dy_in_dx = relu && pdx && !kAdd && need_sums && K == 1;
     // This thread's parameter partials (K > 1), or null.
     auto thread_partials = [&]() {
       const int t = thread_params ? omp_get_thread_num() : 0;
@@ -915,7 +925,11 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
         if (K == 1) {
           prefetch(px, at, n);
           prefetch(pdy, at, n);
-          if (relu) {
+          if (masked_dy_in_dx) {
+            // dx is ours to overwrite: it holds the masked gradient until the second sweep replaces it.
+            mask_run(px + at, pdy + at, n, mask, pdx + at);
+            add_grad_sums(px + at, pdx + at, n, m, lanes);
+          } else if (relu) {
             for_masked_blocks(px + at, pdy + at, n, mask, [&](int64_t i0, const T* g, int64_t len) {
               add_grad_sums(px + at + i0, g, len, m, lanes);
             });
@@ -979,7 +993,9 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
                                                db ? db + c : nullptr);
         } else {
           const double scale = weight_of(c) * r_is;
-          if (relu) {
+          if (masked_dy_in_dx) {
+            dx_affine<false>(px + at, pdx + at, pdx + at, n, m, scale, slope, offset);  // in place, from L2
+          } else if (relu) {
             for_masked_blocks(px + at, pdy + at, n, mask, [&](int64_t i0, const T* g, int64_t len) {
               dx_affine<kAdd>(px + at + i0, g, pdx + at + i0, len, m, scale, slope, offset);
             });
