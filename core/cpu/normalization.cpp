@@ -587,6 +587,30 @@ void dx_and_param_grads_per_element(const T* x, const T* dy, T* dx, int64_t n, d
   }
 }
 
+// The second sweep of LayerNorm's backward for R rows at once (rows of one per-element weight w): dx of
+// each, and ONE update of the float64 parameter partials for the R rows. Those partials are as long as a
+// row and live in L2; updating them once per R rows instead of once per row cuts the largest part of the
+// sweep's cache traffic. Row r starts at x[r], dy[r], dx[r]; its coefficients are m[r], r_is[r], ...
+template <int R, bool kAdd, class T>
+void dx_and_param_grads_rows(const T* const* x, const T* const* dy, T* const* dx, int64_t n, const T* w,
+                             const double* m, const double* r_is, const double* slope, const double* offset,
+                             const double* d, double* dw, double* db) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const double wi = static_cast<double>(w[i]);
+    double sum_w = 0, sum_b = 0;
+    for (int r = 0; r < R; ++r) {
+      const double g = static_cast<double>(dy[r][i]), c = static_cast<double>(x[r][i]) - m[r];
+      const double grad = wi * r_is[r] * g + c * slope[r] + offset[r];
+      dx[r][i] = static_cast<T>(kAdd ? static_cast<double>(dx[r][i]) + grad : grad);
+      sum_w += g * (c * r_is[r] + d[r]);
+      sum_b += g;
+    }
+    dw[i] += sum_w;
+    db[i] += sum_b;
+  }
+}
+
 // ---- the forward family: moments, y, or both
 // ----------------------------------------------------------------
 
@@ -1005,7 +1029,39 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
         }
       });
     };
-    run_two_sweeps(plan, parallel, first, finish, second);
+    // LayerNorm/RMSNorm with dx, dweight and dbias (rows of K elements sharing one per-element weight, each
+    // one task): rows go in groups of kRows, the sums of each row first, then one second sweep over all of
+    // them (dx_and_param_grads_rows). The group's x and dy (and the partials) should stay in L2.
+    constexpr int kRows = 2;
+    constexpr int64_t kRowGroupMaxElements = (int64_t(1) << 17) / kRows;
+    const bool row_groups = l.inner == 1 && l.pooled == 1 && l.groups == 1 && K > 1 && plan.chunks == 1 &&
+                            pdx && pw && pdw && pdb && K <= kRowGroupMaxElements;
+    if (!row_groups) {
+      run_two_sweeps(plan, parallel, first, finish, second);
+    } else {
+      const int64_t row_group_count = (n_sg + kRows - 1) / kRows;
+#pragma omp parallel for schedule(static) if (parallel)
+      for (int64_t rg = 0; rg < row_group_count; ++rg) {
+        const int64_t sg0 = rg * kRows;
+        if (sg0 + kRows > n_sg) {  // the last, short group: one row at a time
+          for (int64_t sg = sg0; sg < n_sg; ++sg) finish(sg), second(sg, 0);
+          continue;
+        }
+        const T* xs[kRows];
+        const T* dys[kRows];
+        T* dxs[kRows];
+        double m[kRows], r_is[kRows], slope[kRows], offset[kRows], d[kRows];
+        for (int r = 0; r < kRows; ++r) {
+          const int64_t sg = sg0 + r;
+          finish(sg);
+          xs[r] = px + sg * K, dys[r] = pdy + sg * K, dxs[r] = pdx + sg * K;
+          m[r] = mean[sg], r_is[r] = r_of(sg) * inv_std[sg], d[r] = d_of(sg);
+          slope[r] = coefficients[sg * 2], offset[r] = coefficients[sg * 2 + 1];
+        }
+        const auto [dw, db] = thread_partials();
+        dx_and_param_grads_rows<kRows, kAdd>(xs, dys, dxs, K, pw, m, r_is, slope, offset, d, dw, db);
+      }
+    }
   }
 
   if (!want_params) return;
