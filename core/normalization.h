@@ -17,7 +17,8 @@
 // only in training mode when they are defined.
 //
 // Saved for the backward (struct NormalizeSaved in the .cpp): the contiguous input, the weight, the layout,
-// and per statistic group the float64 mean and inv_std (plus BatchRenorm's r and d). Nothing per element.
+// and per statistic group the float64 mean and inv_std (plus BatchRenorm's r and d); batch_norm_relu also
+// keeps the bias, to find where its ReLU passed the gradient. Nothing per element beyond the input.
 #pragma once
 
 #include <cstdint>

@@ -211,6 +211,45 @@ TEST_CASE("normalize kernels: a fused ReLU matches the reference, and relu after
   }
 }
 
+TEST_CASE("normalize kernels: the fused ReLU's mask is exact at the boundary, for either slope and NaN",
+          "[norm][kernels][relu]") {
+  using kernels::NormActivation;
+  // Eval statistics m = 0, inv_std = 1 and bias 0.5·sign(w): y = w·x + b crosses 0 at x = 0.5 (w = −1) or
+  // x = −0.5 (w = 1), which float32 represents exactly; the neighbours on either side must fall on the
+  // right side of the cut, and y = 0 exactly must block the gradient (PyTorch's relu mask is y > 0).
+  const float half = 0.5f;
+  for (float w_value : {1.0f, -1.0f, 0.0f}) {
+    INFO("w = " << w_value);
+    const float b_value = w_value == 0.0f ? -1.0f : 0.5f * w_value;  // w = 0: y = −1 everywhere
+    const float root = w_value == 0.0f ? 0.0f : -b_value / w_value;
+    const std::vector<float> xs{
+        std::nextafter(root, -1e9f), root, std::nextafter(root, 1e9f), -half, half, 3.0f, -3.0f, NAN};
+    const int64_t n = static_cast<int64_t>(xs.size());
+    const NormLayout l{1, n, 1, 1, 1, true};   // (N, C) = (n, 1): the column path
+    const NormLayout l4{1, 1, 1, 1, n, true};  // (1, 1, n): the generic path
+    const NormStats st{full({1}, 0.0, kFloat64), full({1}, 1.0, kFloat64), {}, {}};
+    const Tensor x = from_vector(std::vector<double>(xs.begin(), xs.end()), {n}).to(kFloat32);
+    const Tensor w = full({1}, w_value, kFloat32), b = full({1}, b_value, kFloat32);
+    const Tensor dout = full({n}, 1.0, kFloat32);
+    Tensor y = empty_like(x);
+    cpu::normalize_forward(x, l, st, w, b, y);
+    for (const NormLayout& layout : {l, l4}) {
+      Tensor dx = zeros_like(x), none;
+      cpu::normalize_backward(x, dout, layout, st, w, false, dx, none, none, kernels::GradWrite::add,
+                              NormActivation::relu, b);
+      for (int64_t i = 0; i < n; ++i) {
+        const float yi = y.data<float>()[i];
+        INFO("x = " << xs[i] << ", y = " << yi);
+        CHECK(dx.data<float>()[i] == (yi > 0.0f ? w_value : 0.0f));
+      }
+      // Without the ReLU, the eval backward is dx = dout·w·inv_std whatever x holds, NaN included.
+      Tensor dx_plain = zeros_like(x);
+      cpu::normalize_backward(x, dout, layout, st, w, false, dx_plain, none, none);
+      CHECK(allclose(dx_plain, full({n}, w_value, kFloat32), 0, 0));
+    }
+  }
+}
+
 TEST_CASE("normalize kernels: GradWrite::assign overwrites dx, whatever it held", "[norm][kernels]") {
   Generator gen(23);
   for (DType dt : {kFloat64, kFloat32}) {

@@ -465,8 +465,7 @@ void affine_per_element(const T* x, T* y, int64_t n, double m, double a, double 
 // (A NaN x fails every comparison, as relu's mask fails a NaN y. Non-finite statistics block everything.)
 template <class T>
 struct ReluMask {
-  bool on = false;  // the default passes every x but NaN (the column path applies it unconditionally)
-  T sign = 1, cut = -std::numeric_limits<T>::infinity();  // x passes when sign·x > cut
+  T sign = 1, cut = -std::numeric_limits<T>::infinity();  // x passes when sign·x > cut (default: all but NaN)
 
   bool passes(T x) const { return sign * x > cut; }
 };
@@ -475,15 +474,15 @@ template <class T>
 ReluMask<T> relu_mask_of(double m, double a, double b) {
   auto positive = [&](T x) { return static_cast<T>((static_cast<double>(x) - m) * a + b) > T(0); };
   constexpr T kInf = std::numeric_limits<T>::infinity();
-  if (!(std::isfinite(m) && std::isfinite(a) && std::isfinite(b))) return {true, T(1), kInf};  // none pass
-  if (a == 0) return {true, T(1), positive(T(0)) ? -kInf : kInf};  // all or none (y = b)
+  if (!(std::isfinite(m) && std::isfinite(a) && std::isfinite(b))) return {T(1), kInf};  // none pass
+  if (a == 0) return {T(1), positive(T(0)) ? -kInf : kInf};  // all or none (y = b)
   const T toward_pass = a > 0 ? kInf : -kInf;
   T t = static_cast<T>(std::clamp(m - b / a, -static_cast<double>(std::numeric_limits<T>::max()),
                                   static_cast<double>(std::numeric_limits<T>::max())));
   // Move t to the last x that fails (the boundary on the failing side).
   while (positive(t) && std::isfinite(t)) t = std::nextafter(t, -toward_pass);
   while (!positive(std::nextafter(t, toward_pass)) && std::isfinite(t)) t = std::nextafter(t, toward_pass);
-  return a > 0 ? ReluMask<T>{true, T(1), t} : ReluMask<T>{true, T(-1), -t};
+  return a > 0 ? ReluMask<T>{T(1), t} : ReluMask<T>{T(-1), -t};
 }
 
 // out = dy where x passes the mask, else 0.
@@ -542,10 +541,19 @@ void add_param_grads_per_element(const T* x, const T* dy, int64_t n, double m, d
   }
 }
 
-// dx (= or +=) scale·dy + (x − m)·slope + offset.
+// dx (= or +=) scale·dy + (x − m)·slope + offset. x null: scale·dy, for constant statistics (eval mode),
+// where dx does not depend on x, so a NaN in x stays out of dx (as in PyTorch's eval backward).
 template <bool kAdd, class T>
 void dx_affine(const T* x, const T* dy, T* dx, int64_t n, double m, double scale, double slope,
                double offset) {
+  if (!x) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const double g = scale * static_cast<double>(dy[i]);
+      dx[i] = static_cast<T>(kAdd ? static_cast<double>(dx[i]) + g : g);
+    }
+    return;
+  }
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const double g = scale * static_cast<double>(dy[i]) + (static_cast<double>(x[i]) - m) * slope + offset;
@@ -916,6 +924,14 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
         const T *xr = px + at, *dyr = pdy + at;
         T* dxr = pdx + at;
         if (relu) mask_row(xr, dyr, bl.o * G + bl.g0, bl.cols, masked), dyr = masked;
+        if (!batch_stats) {  // constant statistics: dx does not depend on x
+#pragma omp simd
+          for (int64_t j = 0; j < bl.cols; ++j) {
+            const double g = scale[j] * static_cast<double>(dyr[j]);
+            dxr[j] = static_cast<T>(kAdd ? static_cast<double>(dxr[j]) + g : g);
+          }
+          continue;
+        }
 #pragma omp simd
         for (int64_t j = 0; j < bl.cols; ++j) {
           const double g = scale[j] * static_cast<double>(dyr[j]) +
@@ -930,6 +946,8 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
     // With a fused ReLU and a dx to overwrite, the first sweep leaves the masked gradient in dx and the
     // second sweep reads it back from there (L2) instead of masking again.
     const bool masked_dy_in_dx = relu && pdx && !kAdd && need_sums && K == 1;
+    // x at an offset for dx's (x − mean)·slope term, or null with constant statistics (no such term).
+    auto x_term = [&](int64_t at) { return batch_stats ? px + at : nullptr; };
     // This thread's parameter partials (K > 1), or null.
     auto thread_partials = [&]() {
       const int t = thread_params ? omp_get_thread_num() : 0;
@@ -1018,13 +1036,15 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
         } else {
           const double scale = weight_of(c) * r_is;
           if (masked_dy_in_dx) {
-            dx_affine<false>(px + at, pdx + at, pdx + at, n, m, scale, slope, offset);  // in place, from L2
+            dx_affine<false>(x_term(at), pdx + at, pdx + at, n, m, scale, slope,
+                             offset);  // in place, from L2
           } else if (relu) {
             for_masked_blocks(px + at, pdy + at, n, mask, [&](int64_t i0, const T* g, int64_t len) {
-              dx_affine<kAdd>(px + at + i0, g, pdx + at + i0, len, m, scale, slope, offset);
+              dx_affine<kAdd>(batch_stats ? px + at + i0 : nullptr, g, pdx + at + i0, len, m, scale, slope,
+                              offset);
             });
           } else {
-            dx_affine<kAdd>(px + at, pdy + at, pdx + at, n, m, scale, slope, offset);
+            dx_affine<kAdd>(x_term(at), pdy + at, pdx + at, n, m, scale, slope, offset);
           }
         }
       });
