@@ -50,6 +50,24 @@ TEST_CASE("batch_norm_relu: equals relu(batch_norm) in value, gradients and runn
   }
 }
 
+TEST_CASE("batch_norm_relu: without affine parameters or running statistics", "[norm][batchnorm][relu]") {
+  Generator gen(65);
+  for (DType dt : {kFloat64, kFloat32}) {
+    INFO(dtype_name(dt));
+    const Tensor x0 = randn({6, 3, 4, 4}, dt, &gen, 0.2, 1.0), dout = randn({6, 3, 4, 4}, dt, &gen);
+    auto run = [&](bool fused) {
+      Tensor x = x0.clone().requires_grad_();
+      const Tensor y = fused ? batch_norm_relu(x, Tensor(), Tensor(), Tensor(), Tensor(), true)
+                             : relu(batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), true));
+      y.backward(dout);
+      return std::vector<Tensor>{y.detach(), x.grad()};
+    };
+    const auto fused = run(true), separate = run(false);
+    CHECK(allclose(fused[0], separate[0], 0, 0));
+    CHECK(allclose(fused[1], separate[1], 1e-5, 1e-5));
+  }
+}
+
 TEST_CASE("batch_norm_relu: gradcheck in training and eval mode", "[norm][batchnorm][relu][gradcheck]") {
   Generator gen(62);
   for (const Shape& shape : {Shape{4, 3, 2, 2}, Shape{6, 4}}) {
