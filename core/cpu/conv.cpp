@@ -333,30 +333,24 @@ void conv2d_backward_typed(const Tensor& x, const Tensor& w, const Tensor& dy, c
       col2im_sample_consuming(pcol + col_at, g, L, dx_n);
     }
   }
-  // dst (+)= Σ_t part[t], the partial sums added in thread order.
-  auto reduce_parts = [&](const Tensor& part, int64_t size, Tensor& dst) {
-    T* out = dst.data<T>();
-    const T* p = part.data<T>();
-    for (int64_t e = 0; e < size; ++e) {
-      T s = write == GradWrite::assign ? T(0) : out[e];
-      for (int64_t t = 0; t < threads; ++t) s += p[t * size + e];
-      out[e] = s;
-    }
+  // The partial sums are added in thread order; assign mode starts from 0 instead of the gradient.
+  auto total = [&](T& dst, auto part_at) {
+    T s = write == GradWrite::assign ? T(0) : dst;
+    for (int64_t t = 0; t < threads; ++t) s += part_at(t);
+    dst = s;
   };
   if (want_dw) {
-    // dw[gr·OCg + o, k] (+)= Σ_t part[t, gr, k, o].
-    T* out = dw.data<T>();
     const T* p = dw_part.data<T>();
     for (int64_t gr = 0; gr < groups; ++gr)
       for (int64_t o = 0; o < OCg; ++o)
-        for (int64_t k = 0; k < Kg; ++k) {
-          T& dst = out[(gr * OCg + o) * Kg + k];
-          T s = write == GradWrite::assign ? T(0) : dst;
-          for (int64_t t = 0; t < threads; ++t) s += p[((t * groups + gr) * Kg + k) * OCg + o];
-          dst = s;
-        }
+        for (int64_t k = 0; k < Kg; ++k)  // the partials are transposed: part[t, gr, k, o]
+          total(dw.data<T>()[(gr * OCg + o) * Kg + k],
+                [&](int64_t t) { return p[((t * groups + gr) * Kg + k) * OCg + o]; });
   }
-  if (want_db) reduce_parts(db_part, OC, db);
+  if (want_db) {
+    const T* p = db_part.data<T>();
+    for (int64_t o = 0; o < OC; ++o) total(db.data<T>()[o], [&](int64_t t) { return p[t * OC + o]; });
+  }
 }
 
 }  // namespace

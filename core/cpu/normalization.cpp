@@ -395,10 +395,10 @@ void moments_from_sums(double pivot, double s1, double s2, double M, double& mea
 
 // Short channel runs (BatchNorm with small images: 196 floats per (sample, channel)) start a new memory
 // stream every few cache lines, faster than the hardware prefetcher picks them up, so the sweeps that read
-// from memory ask for the run `ahead` positions further on themselves. Prefetches never fault; the bound
+// from memory ask for the run kAhead positions further on themselves. Prefetches never fault; the bound
 // check only keeps the addresses meaningful.
 struct RunPrefetch {
-  int64_t stride = 0;  // elements from a run to the same channel's run of the next pooled index; 0: off
+  int64_t stride = 0;  // elements from a run to the same channel's run kAhead pooled indices on; 0: off
   int64_t limit = 0;   // numel
 
   static RunPrefetch for_layout(const NormLayout& l) {
@@ -466,8 +466,6 @@ void affine_per_element(const T* x, T* y, int64_t n, double m, double a, double 
 template <class T>
 struct ReluMask {
   T sign = 1, cut = -std::numeric_limits<T>::infinity();  // x passes when sign·x > cut (default: all but NaN)
-
-  bool passes(T x) const { return sign * x > cut; }
 };
 
 template <class T>
@@ -815,14 +813,18 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
   const int64_t n_sg = l.num_stat_groups();
   // The fused ReLU's mask of each statistic group (K == 1: group sg is channel sg % G), found once, with
   // the forward's coefficients (forward_family: affine(x, y, n, m, w·r·inv_std, bias + w·d)).
-  std::vector<ReluMask<T>> relu_masks(relu ? static_cast<size_t>(n_sg) : 0);
-  std::vector<T> mask_sign(relu_masks.size()), mask_cut(relu_masks.size());  // the same, for the column path
-  for (int64_t sg = 0; sg < static_cast<int64_t>(relu_masks.size()); ++sg) {
+  // Kept as two arrays (not ReluMask structs) so that the column path's row loop vectorizes.
+  std::vector<T> mask_sign(relu ? static_cast<size_t>(n_sg) : 0), mask_cut(mask_sign.size());
+  for (int64_t sg = 0; sg < static_cast<int64_t>(mask_sign.size()); ++sg) {
     const double w = weight_of(sg % G);
-    relu_masks[sg] = relu_mask_of<T>(mean[sg], w * r_of(sg) * inv_std[sg], bias_of(sg % G) + w * d_of(sg));
-    mask_sign[sg] = relu_masks[sg].sign;
-    mask_cut[sg] = relu_masks[sg].cut;
+    const ReluMask<T> mask =
+        relu_mask_of<T>(mean[sg], w * r_of(sg) * inv_std[sg], bias_of(sg % G) + w * d_of(sg));
+    mask_sign[sg] = mask.sign;
+    mask_cut[sg] = mask.cut;
   }
+  auto relu_mask = [&](int64_t sg) {
+    return relu ? ReluMask<T>{mask_sign[sg], mask_cut[sg]} : ReluMask<T>{};
+  };
   // A row of n gradients of groups sg0, sg0 + 1, ... (the column path) masked into `out`.
   auto mask_row = [&](const T* x, const T* dy, int64_t sg0, int64_t n, T* out) {
     const T *sign = mask_sign.data() + sg0, *cut = mask_cut.data() + sg0;
@@ -959,7 +961,7 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       const int64_t g = sg % G;
       const double m = mean[sg], r_is = r_of(sg) * inv_std[sg], d = d_of(sg);
       const auto [dw, db] = thread_partials();
-      const ReluMask<T> mask = relu ? relu_masks[sg] : ReluMask<T>{};
+      const ReluMask<T> mask = relu_mask(sg);
       LaneSums lanes;
       a = 0, b = 0;
       for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
@@ -1026,7 +1028,7 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       const double slope = need_sums ? coefficients[sg * 2] : 0.0,
                    offset = need_sums ? coefficients[sg * 2 + 1] : 0.0;
       const auto [dw, db] = thread_partials();
-      const ReluMask<T> mask = relu ? relu_masks[sg] : ReluMask<T>{};
+      const ReluMask<T> mask = relu_mask(sg);
       for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
         const int64_t c = g * K + k;
         if (l.inner == 1 && K > 1) {
