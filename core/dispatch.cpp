@@ -69,6 +69,13 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double al
                      ldc);
   no_backend("gemm", a.device());
 }
+void gemm_pair(const GemmArgs& first, const GemmArgs& second) {
+  const Device device = (first.c.defined() ? first : second).a.device();
+  check(!(first.c.defined() && second.c.defined()) || second.a.device() == device,
+        "gemm_pair: the two products are on different devices");
+  if (device == Device::CPU) return cpu::gemm_pair(first, second);
+  no_backend("gemm_pair", device);
+}
 void copy(const Tensor& src, Tensor& dst) {
   if (src.device() == Device::CPU) return cpu::copy(src, dst);
   no_backend("copy", src.device());

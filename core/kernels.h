@@ -87,6 +87,23 @@ void softmax_rows_backward(const Tensor& y, const Tensor& dy, bool log, Tensor& 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const Tensor& a,
           int64_t a_offset, int64_t lda, const Tensor& b, int64_t b_offset, int64_t ldb, double beta,
           Tensor& c, int64_t c_offset, int64_t ldc);
+// One gemm() call's arguments, for gemm_pair.
+struct GemmArgs {
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  double alpha = 1.0;
+  Tensor a;
+  int64_t a_offset = 0, lda = 0;
+  Tensor b;
+  int64_t b_offset = 0, ldb = 0;
+  double beta = 0.0;
+  Tensor c;  // written (a handle to the caller's storage)
+  int64_t c_offset = 0, ldc = 0;
+};
+// Two independent products (neither writes what the other reads), the same as two gemm() calls; a product
+// whose c is undefined is skipped. A Linear backward's dX = dY·W and dW = dYᵀ·X are such a pair, with equal
+// FLOP counts.
+void gemm_pair(const GemmArgs& first, const GemmArgs& second);
 
 // dst = src, element by element in logical order: both may be strided views of one shape (dst must not
 // overlap itself, i.e. no stride-0 dims); dtypes may differ (converted).

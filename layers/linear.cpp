@@ -48,17 +48,18 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
         const int64_t in = w.size(1), out_features = w.size(0), rows = x2.size(0);
         const Tensor g = g_in.contiguous().reshape({rows, out_features});
         Tensor dx, dw, db;
+        kernels::GemmArgs dx_args, dw_args;
         if (gx) {  // dx = dy · W
           dx = empty({rows, in}, g.dtype(), g.device());
-          kernels::gemm(false, false, rows, in, out_features, 1.0, g, 0, out_features, w, 0, in, 0.0, dx, 0,
-                        in);
-          dx = dx.view(x_shape);
+          dx_args = {false, false, rows, in, out_features, 1.0, g, 0, out_features, w, 0, in, 0.0, dx, 0, in};
         }
         if (gw) {  // dW = dyᵀ · x, computed in W's own (out, in) layout
           dw = empty({out_features, in}, g.dtype(), g.device());
-          kernels::gemm(true, false, out_features, in, rows, 1.0, g, 0, out_features, x2, 0, in, 0.0, dw, 0,
-                        in);
+          dw_args = {true, false, out_features, in, rows, 1.0, g, 0, out_features, x2, 0, in, 0.0, dw, 0, in};
         }
+        // The two products have the same FLOP count and are independent: side by side, one per thread.
+        kernels::gemm_pair(dx_args, dw_args);
+        if (gx) dx = dx.view(x_shape);
         if (gb) {  // db = Σ_rows dy
           db = zeros({out_features}, g.dtype());
           kernels::column_sums(g, db);

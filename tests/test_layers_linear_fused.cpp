@@ -5,6 +5,7 @@
 #include "core/kernels.h"
 #include "core/ops.h"
 #include "core/random.h"
+#include "core/threads.h"
 #include "layers/linear.h"
 #include "test_util.h"
 
@@ -45,4 +46,34 @@ TEST_CASE("column_sums adds the column sums of a matrix into its output", "[core
   Tensor wrong = zeros({5}, kFloat64);
   REQUIRE_THROWS_WITH(kernels::column_sums(x, wrong),
                       Catch::Contains("column_sums: out has shape [5], expected [600]"));
+}
+
+TEST_CASE("gemm_pair computes both products on any thread count, and skips an undefined one",
+          "[core][matmul][threads]") {
+  Generator gen(23);
+  const int saved_threads = get_num_threads();
+  for (DType dt : {kFloat32, kFloat64})
+    for (int threads : {1, 2, 3}) {
+      INFO(dtype_name(dt) << " on " << threads << " threads");
+      set_num_threads(threads);
+      // A Linear backward's pair: dX = dY·W (rows × in) and dW = dYᵀ·X (out × in), beta 0 and 1.
+      const int64_t rows = 70, in = 90, out = 40;
+      const Tensor dy = randn({rows, out}, dt, &gen), w = randn({out, in}, dt, &gen),
+                   x = randn({rows, in}, dt, &gen);
+      Tensor dx = full({rows, in}, 7.0, dt), dw = full({out, in}, 2.0, dt);
+      kernels::gemm_pair({false, false, rows, in, out, 1.0, dy, 0, out, w, 0, in, 0.0, dx, 0, in},
+                         {true, false, out, in, rows, 0.5, dy, 0, out, x, 0, in, 1.0, dw, 0, in});
+      const double tol = dt == kFloat32 ? 1e-4 : 1e-12;
+      CHECK(allclose(dx, matmul(dy, w), tol, tol));                          // beta 0: the 7s are gone
+      CHECK(allclose(dw, add(mul(matmul(dy.t(), x), 0.5), 2.0), tol, tol));  // beta 1: added to the 2s
+      // One product only: the other is skipped.
+      Tensor dx2 = empty({rows, in}, dt);
+      kernels::gemm_pair({false, false, rows, in, out, 1.0, dy, 0, out, w, 0, in, 0.0, dx2, 0, in}, {});
+      CHECK(allclose(dx2, matmul(dy, w), tol, tol));
+    }
+  set_num_threads(saved_threads);
+  Tensor bad = zeros({2, 2}, kInt64);
+  const Tensor a = ones({2, 2});
+  REQUIRE_THROWS_WITH(kernels::gemm_pair({}, {false, false, 2, 2, 2, 1.0, a, 0, 2, a, 0, 2, 0.0, bad, 0, 2}),
+                      "matmul: expected float32 or float64 tensors, got int64");
 }

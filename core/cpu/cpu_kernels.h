@@ -26,6 +26,8 @@ void softmax_rows_backward(const Tensor& y, const Tensor& dy, bool log, Tensor& 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const Tensor& a,
           int64_t a_offset, int64_t lda, const Tensor& b, int64_t b_offset, int64_t ldb, double beta,
           Tensor& c, int64_t c_offset, int64_t ldc);
+using kernels::GemmArgs;
+void gemm_pair(const GemmArgs& first, const GemmArgs& second);
 void copy(const Tensor& src, Tensor& dst);
 void fill(Tensor& dst, double value);
 void axpy(double alpha, const Tensor& src, Tensor& dst);

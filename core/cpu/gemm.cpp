@@ -2,6 +2,7 @@
 // The readable reference for what gemm computes is tests/reference_ops.h (naive_matmul), which the tests
 // compare against.
 #include <cblas.h>
+#include <omp.h>
 
 #include "core/cpu/cpu_kernels.h"
 
@@ -32,6 +33,31 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double al
   } else {
     throw Error(cat_str("matmul: expected float32 or float64 tensors, got ", dtype_name(c.dtype())));
   }
+}
+
+// On two threads the pair runs side by side, one product per thread: OpenBLAS's OpenMP build gives a call
+// made inside a parallel region one thread, so neither product pays for splitting its work and for the
+// barriers between the parts. For the Linear backward of the MLP in bench/ (128 × 512 × 512) this takes
+// 0.45 ms instead of 0.57 ms for the two products on two threads each, one after the other. With more
+// threads each product keeps them all, in turn.
+void gemm_pair(const GemmArgs& first, const GemmArgs& second) {
+  auto run = [](const GemmArgs& g) {
+    if (!g.c.defined()) return;
+    Tensor c = g.c;
+    gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, g.a, g.a_offset, g.lda, g.b, g.b_offset, g.ldb, g.beta,
+         c, g.c_offset, g.ldc);
+  };
+  for (const GemmArgs* g : {&first, &second})  // gemm() would throw inside the parallel region
+    if (g->c.defined())
+      check(g->c.dtype() == DType::Float32 || g->c.dtype() == DType::Float64,
+            "matmul: expected float32 or float64 tensors, got ", dtype_name(g->c.dtype()));
+  if (omp_get_max_threads() != 2 || omp_in_parallel() || !first.c.defined() || !second.c.defined()) {
+    run(first);
+    run(second);
+    return;
+  }
+#pragma omp parallel num_threads(2)
+  run(omp_get_thread_num() == 0 ? first : second);
 }
 
 }  // namespace nl::cpu
