@@ -50,6 +50,9 @@ std::vector<Case> layouts() {
       {"layer_norm long rows, chunked", {2, 1, 1, 40000, 1, true}},
       {"rms_norm long rows, chunked", {2, 1, 1, 70000, 1, false}},
       {"layer_norm one element per row", {5, 1, 1, 1, 1, true}},
+      // Short channel runs: the optimized kernels sweep blocks of adjacent channels run by run (run_block_of
+      // in core/cpu/normalization.cpp), here 8 channels per block and a last block of 4.
+      {"batch_norm short runs, blocks of channels", {2, 24, 44, 1, 36, true}},
   };
 }
 
@@ -281,7 +284,9 @@ TEST_CASE("normalize kernels: GradWrite::assign overwrites dx, whatever it held"
 
 TEST_CASE("normalize kernels: the result does not depend on the number of threads", "[norm][kernels]") {
   Generator gen(3);
-  // One group per task, and few groups split into chunks (partial sums combined in a fixed order).
+  // One group per task, few groups split into chunks (partial sums combined in a fixed order), and blocks
+  // of short channel runs (as many channels per block as keeps 4 blocks per thread: 4 on one thread, 2 on
+  // two).
   for (const NormLayout& l : {NormLayout{1, 64, 16, 1, 256, true}, NormLayout{1, 64, 2, 1, 1024, true},
                               NormLayout{1, 5000, 10, 1, 1, true}, NormLayout{2, 1, 1, 40000, 1, true}}) {
     INFO("layout numel " << l.numel() << " groups " << l.num_stat_groups());

@@ -228,7 +228,8 @@ void normalize_reference_backward(const Tensor& x, const Tensor& dy_in, const No
 // =========================================================================================================
 //
 // Work split. A statistic group's M elements are P runs of K·S contiguous elements. The unit of work is a
-// group (generic path) or a block of kColumnBlock columns (column path), and a unit is cut into `chunks`
+// group (generic path), a block of adjacent groups when their runs are short (run_block_of), or a block of
+// kColumnBlock columns (column path), and a unit is cut into `chunks`
 // tasks along its elements (generic) or rows (columns) only when the units are too few to keep every thread
 // busy or too large for the L2 cache. The split depends on the layout alone, never on the thread count, and
 // partial sums are combined in chunk order, so y, dx and the statistics are the same on any number of
@@ -413,6 +414,57 @@ struct RunPrefetch {
     for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(p + b);
   }
 };
+
+// Short channel runs (K == 1, small S: BatchNorm on 16×16 images has 1 KB runs): a unit becomes a block of
+// B adjacent statistic groups, swept run by run across the block (for p: for each group of the block), so
+// that memory is read B·S contiguous elements at a time instead of S. Each group's elements are still
+// summed in the same order, so the results do not depend on B. On [256, 32, 16, 16] the backward takes
+// 0.73 ms with B = 4 instead of 1.0 ms with B = 1. Returns 1 (no blocks) where they do not pay.
+constexpr int64_t kMaxRunBlock = 16;
+
+template <class T>
+int64_t run_block_of(const NormLayout& l, const Plan& plan) {
+  constexpr int64_t kBlockRunBytes = 4096;  // a block's run: up to a page
+  constexpr int64_t kBlockBytes = 1 << 20;  // a block's x (and as much dy) stays in L2
+  const int64_t S = l.inner, bytes_per_group = l.count() * static_cast<int64_t>(sizeof(T));
+  if (plan.columns || plan.chunks != 1 || l.channels_per_group != 1 || l.pooled < 2 || S < 1) return 1;
+  int64_t B = 1;
+  while (2 * B <= std::min(l.groups, kMaxRunBlock) &&
+         2 * B * S * static_cast<int64_t>(sizeof(T)) <= kBlockRunBytes &&
+         2 * B * bytes_per_group <= kBlockBytes)
+    B *= 2;
+  // Keep every thread busy: at least 4 units per thread (B does not change the results, so it may depend
+  // on the thread count).
+  const int64_t blocks_wanted = 4 * static_cast<int64_t>(omp_get_max_threads());
+  while (B > 1 && l.outer * ((l.groups + B - 1) / B) < blocks_wanted) B /= 2;
+  return B;
+}
+
+// The two sweeps over blocks of B groups (see run_block_of), one thread per block: sum_run(sg, at, lanes)
+// for every run of every group of the block, then finish(sg, s1, s2) per group with its lanes' totals, then
+// out_run(sg, at) for every run. `at` is the offset of the run x[o, p, g, 0, 0]. want_sums false: no first
+// sweep, no finish.
+template <class SumRun, class Finish, class OutRun>
+void run_blocked_sweeps(const NormLayout& l, int64_t B, bool parallel, bool want_sums, SumRun&& sum_run,
+                        Finish&& finish, OutRun&& out_run) {
+  const int64_t G = l.groups, P = l.pooled, S = l.inner, blocks = (G + B - 1) / B;
+  const int64_t units = l.outer * blocks;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t o = u / blocks, g0 = (u % blocks) * B, nb = std::min(B, G - g0), sg0 = o * G + g0;
+    if (want_sums) {
+      LaneSums lanes[kMaxRunBlock];
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t j = 0; j < nb; ++j) sum_run(sg0 + j, ((o * P + p) * G + g0 + j) * S, lanes[j]);
+      for (int64_t j = 0; j < nb; ++j) {
+        const auto [s1, s2] = lanes[j].total();
+        finish(sg0 + j, s1, s2);
+      }
+    }
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t j = 0; j < nb; ++j) out_run(sg0 + j, ((o * P + p) * G + g0 + j) * S);
+  }
+}
 
 // y = (x − m)·a + b, and max(y, 0) with a fused ReLU (written as y < 0 ? 0 : y, which keeps a NaN as
 // PyTorch's relu does, and which GCC 12 vectorizes where it leaves std::max scalar).
@@ -746,13 +798,38 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
     const int64_t o = sg / G, g = sg % G;
     return static_cast<double>(job.x[((o * P) * G + g) * K * l.inner]);
   };
+  // The two sweeps' work on one segment: n elements at x[at], in group sg, channel k of the group.
+  auto sum_segment = [&](int64_t at, int64_t n, double pivot, LaneSums& lanes) {
+    prefetch(job.x, at, n);
+    add_shifted_sums(job.x + at, n, pivot, lanes);
+  };
+  auto write_segment = [&](int64_t sg, int64_t at, int64_t k, int64_t n) {
+    const int64_t c = sg % G * K + k;
+    const double m = job.mean[sg], r_is = (job.r ? job.r[sg] : 1.0) * job.inv_std[sg],
+                 d = job.d ? job.d[sg] : 0.0;
+    if (l.inner == 1) {
+      affine_per_element(job.x + at, job.y + at, n, m, r_is, d, job.w ? job.w + c : nullptr,
+                         job.b ? job.b + c : nullptr);
+      if (job.relu) relu_in_place(job.y + at, n);
+    } else {
+      affine(job.x + at, job.y + at, n, m, weight_of(c) * r_is, bias_of(c) + weight_of(c) * d, job.relu);
+    }
+  };
+  if (const int64_t B = run_block_of<T>(l, plan); B > 1) {
+    run_blocked_sweeps(
+        l, B, parallel, job.find_moments,
+        [&](int64_t sg, int64_t at, LaneSums& lanes) { sum_segment(at, l.inner, pivot_of(sg), lanes); },
+        [&](int64_t sg, double s1, double s2) { set_stats(sg, pivot_of(sg), s1, s2); },
+        [&](int64_t sg, int64_t at) {
+          if (job.y) write_segment(sg, at, 0, l.inner);
+        });
+    return;
+  }
   auto sums = [&](int64_t sg, int64_t chunk, double& s1, double& s2) {
     const double pivot = pivot_of(sg);
     LaneSums lanes;
-    for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t, int64_t n) {
-      prefetch(job.x, at, n);
-      add_shifted_sums(job.x + at, n, pivot, lanes);
-    });
+    for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk),
+                     [&](int64_t at, int64_t, int64_t n) { sum_segment(at, n, pivot, lanes); });
     std::tie(s1, s2) = lanes.total();
   };
   auto first = [&](int64_t sg, int64_t chunk) {
@@ -775,19 +852,8 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
   };
   auto second = [&](int64_t sg, int64_t chunk) {
     if (!job.y) return;
-    const int64_t g = sg % G;
-    const double m = job.mean[sg], r_is = (job.r ? job.r[sg] : 1.0) * job.inv_std[sg],
-                 d = job.d ? job.d[sg] : 0.0;
-    for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
-      const int64_t c = g * K + k;
-      if (l.inner == 1) {
-        affine_per_element(job.x + at, job.y + at, n, m, r_is, d, job.w ? job.w + c : nullptr,
-                           job.b ? job.b + c : nullptr);
-        if (job.relu) relu_in_place(job.y + at, n);
-      } else {
-        affine(job.x + at, job.y + at, n, m, weight_of(c) * r_is, bias_of(c) + weight_of(c) * d, job.relu);
-      }
-    });
+    for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk),
+                     [&](int64_t at, int64_t k, int64_t n) { write_segment(sg, at, k, n); });
   };
   run_two_sweeps(plan, parallel, first, finish, second);
 }
@@ -955,31 +1021,56 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
       const int t = thread_params ? omp_get_thread_num() : 0;
       return std::pair{thread_dw ? thread_dw + t * C : nullptr, thread_db ? thread_db + t * C : nullptr};
     };
+    // K == 1: the first sweep's sums over a segment of group sg (one channel's).
+    auto sum_channel_segment = [&](int64_t sg, int64_t at, int64_t n, LaneSums& lanes) {
+      const double m = mean[sg];
+      prefetch(px, at, n);
+      prefetch(pdy, at, n);
+      if (masked_dy_in_dx) {
+        // dx is ours to overwrite: it holds the masked gradient until the second sweep replaces it.
+        mask_run(px + at, pdy + at, n, relu_mask(sg), pdx + at);
+        add_grad_sums(px + at, pdx + at, n, m, lanes);
+      } else if (relu) {
+        for_masked_blocks(px + at, pdy + at, n, relu_mask(sg), [&](int64_t i0, const T* g, int64_t len) {
+          add_grad_sums(px + at + i0, g, len, m, lanes);
+        });
+      } else {
+        add_grad_sums(px + at, pdy + at, n, m, lanes);
+      }
+    };
+    // S > 1: the second sweep's dx over a segment of group sg in channel c.
+    auto dx_channel_segment = [&](int64_t sg, int64_t at, int64_t c, int64_t n) {
+      const double m = mean[sg], scale = weight_of(c) * r_of(sg) * inv_std[sg];
+      const double slope = need_sums ? coefficients[sg * 2] : 0.0,
+                   offset = need_sums ? coefficients[sg * 2 + 1] : 0.0;
+      if (masked_dy_in_dx) {
+        dx_affine<false>(x_term(at), pdx + at, pdx + at, n, m, scale, slope, offset);  // in place, from L2
+      } else if (relu) {
+        for_masked_blocks(px + at, pdy + at, n, relu_mask(sg), [&](int64_t i0, const T* g, int64_t len) {
+          dx_affine<kAdd>(batch_stats ? px + at + i0 : nullptr, g, pdx + at + i0, len, m, scale, slope,
+                          offset);
+        });
+      } else {
+        dx_affine<kAdd>(x_term(at), pdy + at, pdx + at, n, m, scale, slope, offset);
+      }
+    };
+    auto store_sums = [&](int64_t sg, double a, double b) {
+      group_sums[sg * 2] = a;
+      group_sums[sg * 2 + 1] = b;
+      set_coefficients(sg, a, b);
+    };
     // One task's sums for group sg: (Σdy, Σdy·(x − m)) with K == 1, (Σ w·dy, Σ w·dy·(x − m)) with K > 1; the
     // per-thread parameter partials are added to on the way.
     auto sums = [&](int64_t sg, int64_t chunk, double& a, double& b) {
       const int64_t g = sg % G;
       const double m = mean[sg], r_is = r_of(sg) * inv_std[sg], d = d_of(sg);
       const auto [dw, db] = thread_partials();
-      const ReluMask<T> mask = relu_mask(sg);
       LaneSums lanes;
       a = 0, b = 0;
       for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
         const int64_t c = g * K + k;
         if (K == 1) {
-          prefetch(px, at, n);
-          prefetch(pdy, at, n);
-          if (masked_dy_in_dx) {
-            // dx is ours to overwrite: it holds the masked gradient until the second sweep replaces it.
-            mask_run(px + at, pdy + at, n, mask, pdx + at);
-            add_grad_sums(px + at, pdx + at, n, m, lanes);
-          } else if (relu) {
-            for_masked_blocks(px + at, pdy + at, n, mask, [&](int64_t i0, const T* g, int64_t len) {
-              add_grad_sums(px + at + i0, g, len, m, lanes);
-            });
-          } else {
-            add_grad_sums(px + at, pdy + at, n, m, lanes);
-          }
+          sum_channel_segment(sg, at, n, lanes);
         } else if (l.inner == 1) {
           // The parameter partials are added in the second sweep, with dx (when there is no dx, here).
           add_weighted_grad_sums(px + at, pdy + at, n, m, pw ? pw + c : nullptr, lanes);
@@ -1017,37 +1108,23 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
           b += partial[(sg * plan.chunks + chunk) * 2 + 1];
         }
       }
-      group_sums[sg * 2] = a;
-      group_sums[sg * 2 + 1] = b;
-      set_coefficients(sg, a, b);
+      store_sums(sg, a, b);
     };
     auto second = [&](int64_t sg, int64_t chunk) {
       if (!pdx) return;
       const int64_t g = sg % G;
-      const double m = mean[sg], r_is = r_of(sg) * inv_std[sg], d = d_of(sg);
-      const double slope = need_sums ? coefficients[sg * 2] : 0.0,
-                   offset = need_sums ? coefficients[sg * 2 + 1] : 0.0;
-      const auto [dw, db] = thread_partials();
-      const ReluMask<T> mask = relu_mask(sg);
       for_each_segment(l, sg, plan.begin(chunk), plan.end(chunk), [&](int64_t at, int64_t k, int64_t n) {
         const int64_t c = g * K + k;
         if (l.inner == 1 && K > 1) {
+          const double m = mean[sg], r_is = r_of(sg) * inv_std[sg], d = d_of(sg);
+          const double slope = need_sums ? coefficients[sg * 2] : 0.0,
+                       offset = need_sums ? coefficients[sg * 2 + 1] : 0.0;
+          const auto [dw, db] = thread_partials();
           dx_and_param_grads_per_element<kAdd>(px + at, pdy + at, pdx + at, n, m, pw ? pw + c : nullptr, r_is,
                                                slope, offset, d, dw ? dw + c : nullptr,
                                                db ? db + c : nullptr);
         } else {
-          const double scale = weight_of(c) * r_is;
-          if (masked_dy_in_dx) {
-            dx_affine<false>(x_term(at), pdx + at, pdx + at, n, m, scale, slope,
-                             offset);  // in place, from L2
-          } else if (relu) {
-            for_masked_blocks(px + at, pdy + at, n, mask, [&](int64_t i0, const T* g, int64_t len) {
-              dx_affine<kAdd>(batch_stats ? px + at + i0 : nullptr, g, pdx + at + i0, len, m, scale, slope,
-                              offset);
-            });
-          } else {
-            dx_affine<kAdd>(x_term(at), pdy + at, pdx + at, n, m, scale, slope, offset);
-          }
+          dx_channel_segment(sg, at, c, n);
         }
       });
     };
@@ -1058,7 +1135,15 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
     constexpr int64_t kRowGroupMaxElements = (int64_t(1) << 17) / kRows;
     const bool row_groups = l.inner == 1 && l.pooled == 1 && l.groups == 1 && K > 1 && plan.chunks == 1 &&
                             pdx && pw && pdw && pdb && K <= kRowGroupMaxElements;
-    if (!row_groups) {
+    if (const int64_t B = run_block_of<T>(l, plan); B > 1) {
+      run_blocked_sweeps(
+          l, B, parallel, need_sums,
+          [&](int64_t sg, int64_t at, LaneSums& lanes) { sum_channel_segment(sg, at, l.inner, lanes); },
+          store_sums,
+          [&](int64_t sg, int64_t at) {
+            if (pdx) dx_channel_segment(sg, at, sg % G, l.inner);
+          });
+    } else if (!row_groups) {
       run_two_sweeps(plan, parallel, first, finish, second);
     } else {
       const int64_t row_group_count = (n_sg + kRows - 1) / kRows;
