@@ -8,7 +8,9 @@
 //      GroupNorm(32) forward+backward on [64,64,28,28]. Each also reports its achieved bandwidth: the bytes
 //      a minimal implementation must move (forward: read x, write y; backward: read x, dy, write dx) over
 //      the time, as a fraction of the measured triad bandwidth.
-//   d. Conv2d 32→64 3×3, pad 1, on [64,32,14,14]: forward, and forward+backward.
+//   d. Conv2d 32→64 3×3, pad 1, on [64,32,14,14]: forward, and forward+backward; and the GEMMs alone that
+//      its forward+backward makes (same shapes, same per-sample split over threads, no im2col/col2im): the
+//      rate the conv's own GEMM shapes allow.
 //   e. sgemm 1024³ through nl::matmul, and copy/triad probes of memory bandwidth (16 MB arrays: L3-sized).
 //
 // Each result is the median (min, max) of --iters runs after --warmup. Prints one line per workload and
@@ -26,6 +28,7 @@
 #include <normlab/normlab.h>
 
 #include "bench_util.h"
+#include "core/kernels.h"
 #include "models.h"
 
 using namespace nl;
@@ -160,6 +163,35 @@ std::function<void()> eval_forward(const std::string& kind, int64_t batch) {
   };
 }
 
+// ---- d. the GEMMs of the conv alone
+// -----------------------------------------------------------------------
+
+// What core/cpu/conv.cpp's Conv2d(32→64, 3×3, pad 1) on [64,32,14,14] asks of OpenBLAS, per sample n on the
+// thread t that owns it: forward Y_n = W·col (64 × 196 × 288); backward dWᵀ_t += col·dY_nᵀ (288 × 64 × 196)
+// and dcol = Wᵀ·dY_n (288 × 196 × 64). The column buffer is not filled (im2col and col2im are left out):
+// the time is the GEMMs' alone.
+std::function<void()> conv_gemms_only() {
+  const int64_t N = 64, OC = 64, K = 32 * 9, L = 14 * 14;
+  const int threads = get_num_threads();
+  auto w = std::make_shared<Tensor>(randn({OC, K})), dy = std::make_shared<Tensor>(randn({N, OC, L}));
+  auto col = std::make_shared<Tensor>(randn({threads, K, L})), y = std::make_shared<Tensor>(empty({N, OC, L}));
+  auto dw_t = std::make_shared<Tensor>(zeros({threads, K, OC}));
+  return [=] {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t t = omp_get_thread_num();
+      kernels::gemm(false, false, OC, L, K, 1.0, *w, 0, K, *col, t * K * L, L, 0.0, *y, n * OC * L, L);
+    }
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t t = omp_get_thread_num();
+      kernels::gemm(false, true, K, OC, L, 1.0, *col, t * K * L, L, *dy, n * OC * L, L, 1.0, *dw_t, t * K * OC,
+                    OC);
+      kernels::gemm(true, false, K, L, OC, 1.0, *w, 0, K, *dy, n * OC * L, L, 0.0, *col, t * K * L, L);
+    }
+  };
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -229,6 +261,7 @@ int main(int argc, char** argv) {
       const double flops = 2.0 * 64 * 64 * 14 * 14 * 32 * 9;
       run("conv3x3_32to64_fwd_64x32x14x14", layer_forward(conv, {64, 32, 14, 14}), 0, flops);
       run("conv3x3_32to64_fwd_bwd_64x32x14x14", layer_forward_backward(conv, {64, 32, 14, 14}), 0, 3 * flops);
+      run("conv3x3_32to64_gemms_only_64x32x14x14", conv_gemms_only(), 0, 3 * flops);
     }
 
     if (args.list) return 0;
