@@ -174,7 +174,8 @@ std::function<void()> conv_gemms_only() {
   const int64_t N = 64, OC = 64, K = 32 * 9, L = 14 * 14;
   const int threads = get_num_threads();
   auto w = std::make_shared<Tensor>(randn({OC, K})), dy = std::make_shared<Tensor>(randn({N, OC, L}));
-  auto col = std::make_shared<Tensor>(randn({threads, K, L})), y = std::make_shared<Tensor>(empty({N, OC, L}));
+  auto col = std::make_shared<Tensor>(randn({threads, K, L})),
+       y = std::make_shared<Tensor>(empty({N, OC, L}));
   auto dw_t = std::make_shared<Tensor>(zeros({threads, K, OC}));
   return [=] {
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -185,8 +186,8 @@ std::function<void()> conv_gemms_only() {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t n = 0; n < N; ++n) {
       const int64_t t = omp_get_thread_num();
-      kernels::gemm(false, true, K, OC, L, 1.0, *col, t * K * L, L, *dy, n * OC * L, L, 1.0, *dw_t, t * K * OC,
-                    OC);
+      kernels::gemm(false, true, K, OC, L, 1.0, *col, t * K * L, L, *dy, n * OC * L, L, 1.0, *dw_t,
+                    t * K * OC, OC);
       kernels::gemm(true, false, K, L, OC, 1.0, *w, 0, K, *dy, n * OC * L, L, 0.0, *col, t * K * L, L);
     }
   };

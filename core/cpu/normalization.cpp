@@ -463,7 +463,8 @@ void run_blocked_sweeps(const NormLayout& l, int64_t B, bool parallel, bool want
         finish(sg0 + j, s1, s2);
       }
     }
-    for (int64_t p = 0; p < P; ++p)
+    // Backwards: the runs read last by the first sweep are the likeliest to be still in L2.
+    for (int64_t p = P - 1; p >= 0; --p)
       for (int64_t j = 0; j < nb; ++j) out_run(sg0 + j, ((o * P + p) * G + g0 + j) * S);
   }
 }
