@@ -76,4 +76,9 @@ TEST_CASE("gemm_pair computes both products on any thread count, and skips an un
   const Tensor a = ones({2, 2});
   REQUIRE_THROWS_WITH(kernels::gemm_pair({}, {false, false, 2, 2, 2, 1.0, a, 0, 2, a, 0, 2, 0.0, bad, 0, 2}),
                       "matmul: expected float32 or float64 tensors, got int64");
+  Tensor c = zeros({2, 2});
+  REQUIRE_THROWS_WITH(
+      kernels::gemm_pair({false, false, 2, 2, 2, 1.0, ones({2, 2}, kFloat64), 0, 2, a, 0, 2, 0.0, c, 0, 2},
+                         {}),
+      "gemm_pair: a, b and c are float64, float32 and float32; expected one dtype");
 }

@@ -47,10 +47,15 @@ void gemm_pair(const GemmArgs& first, const GemmArgs& second) {
     gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, g.a, g.a_offset, g.lda, g.b, g.b_offset, g.ldb, g.beta,
          c, g.c_offset, g.ldc);
   };
-  for (const GemmArgs* g : {&first, &second})  // gemm() would throw inside the parallel region
-    if (g->c.defined())
-      check(g->c.dtype() == DType::Float32 || g->c.dtype() == DType::Float64,
-            "matmul: expected float32 or float64 tensors, got ", dtype_name(g->c.dtype()));
+  // Checked here: an exception thrown inside the parallel region would end the program.
+  for (const GemmArgs* g : {&first, &second}) {
+    if (!g->c.defined()) continue;
+    check(g->c.dtype() == DType::Float32 || g->c.dtype() == DType::Float64,
+          "matmul: expected float32 or float64 tensors, got ", dtype_name(g->c.dtype()));
+    check(g->a.dtype() == g->c.dtype() && g->b.dtype() == g->c.dtype(), "gemm_pair: a, b and c are ",
+          dtype_name(g->a.dtype()), ", ", dtype_name(g->b.dtype()), " and ", dtype_name(g->c.dtype()),
+          "; expected one dtype");
+  }
   if (omp_get_max_threads() != 2 || omp_in_parallel() || !first.c.defined() || !second.c.defined()) {
     run(first);
     run(second);
