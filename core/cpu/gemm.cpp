@@ -62,7 +62,14 @@ void gemm_pair(const GemmArgs& first, const GemmArgs& second) {
     return;
   }
 #pragma omp parallel num_threads(2)
-  run(omp_get_thread_num() == 0 ? first : second);
+  {
+    if (omp_get_num_threads() < 2) {  // the runtime may give fewer threads than asked (OMP_DYNAMIC)
+      run(first);
+      run(second);
+    } else {
+      run(omp_get_thread_num() == 0 ? first : second);
+    }
+  }
 }
 
 }  // namespace nl::cpu
