@@ -7,6 +7,7 @@
 #include "core/random.h"
 #include "core/threads.h"
 #include "layers/linear.h"
+#include "reference_ops.h"
 #include "test_util.h"
 
 using namespace nl;
@@ -64,12 +65,15 @@ TEST_CASE("gemm_pair computes both products on any thread count, and skips an un
       kernels::gemm_pair({false, false, rows, in, out, 1.0, dy, 0, out, w, 0, in, 0.0, dx, 0, in},
                          {true, false, out, in, rows, 0.5, dy, 0, out, x, 0, in, 1.0, dw, 0, in});
       const double tol = dt == kFloat32 ? 1e-4 : 1e-12;
-      CHECK(allclose(dx, matmul(dy, w), tol, tol));                          // beta 0: the 7s are gone
-      CHECK(allclose(dw, add(mul(matmul(dy.t(), x), 0.5), 2.0), tol, tol));  // beta 1: added to the 2s
+      // Against the plain triple loop (tests/reference_ops.h), in float64.
+      const Tensor dx_ref = reference::naive_matmul(dy, w);
+      const Tensor dw_ref = reference::naive_matmul(dy.t().contiguous(), x);
+      CHECK(allclose(dx.to(kFloat64), dx_ref, tol, tol));                      // beta 0: the 7s are gone
+      CHECK(allclose(dw.to(kFloat64), add(mul(dw_ref, 0.5), 2.0), tol, tol));  // beta 1: added to the 2s
       // One product only: the other is skipped.
       Tensor dx2 = empty({rows, in}, dt);
       kernels::gemm_pair({false, false, rows, in, out, 1.0, dy, 0, out, w, 0, in, 0.0, dx2, 0, in}, {});
-      CHECK(allclose(dx2, matmul(dy, w), tol, tol));
+      CHECK(allclose(dx2.to(kFloat64), dx_ref, tol, tol));
     }
   set_num_threads(saved_threads);
   Tensor bad = zeros({2, 2}, kInt64);
