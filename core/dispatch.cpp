@@ -171,22 +171,26 @@ void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, 
 }
 void normalize_moments_forward(const Tensor& x, const NormLayout& layout, double eps, const Tensor& weight,
                                const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y,
-                               NormActivation activation) {
+                               NormActivation activation, const MaxPoolAfter* pool) {
   if (x.device() == Device::CPU)
-    return cpu::normalize_moments_forward(x, layout, eps, weight, bias, mean, var, inv_std, y, activation);
+    return cpu::normalize_moments_forward(x, layout, eps, weight, bias, mean, var, inv_std, y, activation,
+                                          pool);
   no_backend("normalize_moments_forward", x.device());
 }
 void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats,
-                       const Tensor& weight, const Tensor& bias, Tensor& y, NormActivation activation) {
-  if (x.device() == Device::CPU) return cpu::normalize_forward(x, layout, stats, weight, bias, y, activation);
+                       const Tensor& weight, const Tensor& bias, Tensor& y, NormActivation activation,
+                       const MaxPoolAfter* pool) {
+  if (x.device() == Device::CPU)
+    return cpu::normalize_forward(x, layout, stats, weight, bias, y, activation, pool);
   no_backend("normalize_forward", x.device());
 }
 void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& layout, const NormStats& stats,
                         const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias,
-                        GradWrite dx_write, NormActivation activation, const Tensor& bias) {
+                        GradWrite dx_write, NormActivation activation, const Tensor& bias,
+                        const MaxPoolAfter* pool) {
   if (x.device() == Device::CPU)
     return cpu::normalize_backward(x, dy, layout, stats, weight, batch_stats, dx, dweight, dbias, dx_write,
-                                   activation, bias);
+                                   activation, bias, pool);
   no_backend("normalize_backward", x.device());
 }
 

@@ -44,6 +44,14 @@
 // slope weight·r·inv_std is negative), which needs the bias as well. The backward supports it for one channel
 // per statistic group (K == 1: Batch, Ghost-Batch and Instance normalization); the forward for every layout.
 //
+// Fused 2×2 max pool (batch_norm_relu_max_pool2d uses it). With a MaxPoolAfter, the fused ReLU's output goes
+// through a 2×2, stride-2 max pool (floor mode) before it is written: y is the pooled (N, C, H/2, W/2) output
+// and argmax receives, per pooled cell, the flat index h·W + w of the winning cell in its (H, W) plane,
+// exactly as max_pool2d(relu(y)) would (same values, same ties). The full-size output is never written. The
+// backward then takes dy with respect to the pooled output and routes it through argmax and the ReLU's mask;
+// the full-size gradient lives only in dx, which it overwrites (it needs dx_write = GradWrite::assign). For
+// BatchNorm on (N, C, H, W) only: K == 1 and inner == H·W, with the ReLU.
+//
 // Dtypes. x, y, dy, dx, weight, bias, dweight and dbias share x's dtype (float32 or float64). Statistics
 // (mean, var, inv_std, r, d) are float64 tensors of length outer·groups: they are tiny, and float64 keeps a
 // channel with mean 1e7 exact. Kernels never allocate their outputs; backward ADDS (+=) into dx, dweight
@@ -65,6 +73,12 @@
 namespace nl::kernels {
 
 enum class NormActivation { none, relu };
+
+// The 2×2 stride-2 max pool fused after the ReLU (see "Fused 2×2 max pool" above).
+struct MaxPoolAfter {
+  int64_t height = 0, width = 0;  // of each (H, W) plane of x
+  Tensor argmax;                  // int64, (N, C, H/2, W/2): written by the forward, read by the backward
+};
 
 struct NormLayout {
   int64_t outer = 1;               // independent blocks with their own statistics (samples, virtual batches)
@@ -99,13 +113,14 @@ void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, 
 // With activation = relu, y receives max(y, 0).
 void normalize_moments_forward(const Tensor& x, const NormLayout& layout, double eps, const Tensor& weight,
                                const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y,
-                               NormActivation activation = NormActivation::none);
+                               NormActivation activation = NormActivation::none,
+                               const MaxPoolAfter* pool = nullptr);
 
 // y = weight[c] · (r · (x − mean) · inv_std + d) + bias[c]; x and y contiguous, weight/bias may be undefined.
 // With activation = relu, y receives max(y, 0).
 void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats,
                        const Tensor& weight, const Tensor& bias, Tensor& y,
-                       NormActivation activation = NormActivation::none);
+                       NormActivation activation = NormActivation::none, const MaxPoolAfter* pool = nullptr);
 
 // The closed-form backward above. batch_stats: the statistics were computed from x (training), so the
 // gradient flows through them; otherwise they are constants (eval). dx, dweight, dbias are ADDED to (dx is
@@ -114,6 +129,6 @@ void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStat
 void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& layout, const NormStats& stats,
                         const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias,
                         GradWrite dx_write = GradWrite::add, NormActivation activation = NormActivation::none,
-                        const Tensor& bias = Tensor());
+                        const Tensor& bias = Tensor(), const MaxPoolAfter* pool = nullptr);
 
 }  // namespace nl::kernels

@@ -56,6 +56,16 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor
                        const Tensor& weight, const Tensor& bias, bool training,
                        double momentum = kBatchNormDefaultMomentum, double eps = kNormDefaultEps);
 
+// max_pool2d(relu(batch_norm(x)), 2) in one kernel, for x of shape (N, C, H, W) with H, W >= 2: the output
+// is (N, C, H/2, W/2) (floor mode). Neither the normalized output nor its gradient is ever written at full
+// size: the forward pools each plane's rows as it computes them, the backward routes the pooled gradient
+// through the winners (saved as the pool's argmax) and the ReLU's mask inside its own sweeps. Same
+// arguments, statistics and running-statistics update as batch_norm; equal to the three ops in value, argmax
+// and gradient (tested).
+Tensor batch_norm_relu_max_pool2d(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                                  const Tensor& weight, const Tensor& bias, bool training,
+                                  double momentum = kBatchNormDefaultMomentum, double eps = kNormDefaultEps);
+
 // ---- Ghost BatchNorm (Hoffer et al. 2017)
 // -------------------------------------------------------------------- training=true: the batch is split into
 // N / virtual_batch_size consecutive virtual batches, each normalized with its own statistics (an error when

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "autograd/engine.h"
 #include "core/kernels_normalization.h"
@@ -19,6 +20,7 @@
 
 namespace nl {
 
+using kernels::MaxPoolAfter;
 using kernels::NormActivation;
 using kernels::NormLayout;
 using kernels::NormStats;
@@ -35,7 +37,14 @@ struct NormalizeSaved {
   bool batch_stats;           // the statistics came from x, so the gradient flows through them
   NormActivation activation;  // a fused ReLU after the affine map, or none
   Tensor bias;  // contiguous, detached; kept only with a fused ReLU, whose mask the backward recomputes
+  std::optional<MaxPoolAfter> pool;  // a fused 2×2 max pool after the ReLU, with the forward's argmax
 };
+
+// The output of a normalization of x: x's shape, or the pooled (N, C, H/2, W/2) with a fused pool.
+Tensor empty_output(const Tensor& x, const std::optional<MaxPoolAfter>& pool) {
+  if (!pool) return empty(x.shape(), x.dtype(), x.device());
+  return empty({x.size(0), x.size(1), pool->height / 2, pool->width / 2}, x.dtype(), x.device());
+}
 
 Tensor dense_detached(const Tensor& t) {
   if (!t.defined()) return t;
@@ -61,7 +70,8 @@ Tensor record_normalize(const char* op, const Tensor& x, const Tensor& y, Normal
         Tensor dw = want_dw ? zeros({saved.layout.num_channels()}, dt) : Tensor();
         Tensor db = want_db ? zeros({saved.layout.num_channels()}, dt) : Tensor();
         kernels::normalize_backward(saved.x, dy, saved.layout, saved.stats, saved.weight, saved.batch_stats,
-                                    dx, dw, db, kernels::GradWrite::assign, saved.activation, saved.bias);
+                                    dx, dw, db, kernels::GradWrite::assign, saved.activation, saved.bias,
+                                    saved.pool ? &*saved.pool : nullptr);
         return Grads{dx, want_dw ? dw.reshape(w_shape) : Tensor(), want_db ? db.reshape(b_shape) : Tensor()};
       });
 }
@@ -70,7 +80,8 @@ Tensor record_normalize(const char* op, const Tensor& x, const Tensor& y, Normal
 // ReLU), recorded with the backward.
 Tensor normalize(const char* op, const Tensor& x, const NormLayout& layout, NormStats stats,
                  const Tensor& weight, const Tensor& bias, bool batch_stats,
-                 NormActivation activation = NormActivation::none) {
+                 NormActivation activation = NormActivation::none,
+                 std::optional<MaxPoolAfter> pool = std::nullopt) {
   const Tensor dense_bias = dense_detached(bias);
   NormalizeSaved saved{dense_detached(x),
                        dense_detached(weight),
@@ -78,9 +89,11 @@ Tensor normalize(const char* op, const Tensor& x, const NormLayout& layout, Norm
                        std::move(stats),
                        batch_stats,
                        activation,
-                       activation == NormActivation::relu ? dense_bias : Tensor()};
-  Tensor y = empty(x.shape(), x.dtype(), x.device());
-  kernels::normalize_forward(saved.x, layout, saved.stats, saved.weight, dense_bias, y, activation);
+                       activation == NormActivation::relu ? dense_bias : Tensor(),
+                       std::move(pool)};
+  Tensor y = empty_output(x, saved.pool);
+  kernels::normalize_forward(saved.x, layout, saved.stats, saved.weight, dense_bias, y, activation,
+                             saved.pool ? &*saved.pool : nullptr);
   return record_normalize(op, x, y, std::move(saved), weight, bias);
 }
 
@@ -92,7 +105,8 @@ struct Moments {
 // The moments are returned in *moments for the running-statistics update.
 Tensor normalize_with_batch_stats(const char* op, const Tensor& x, const NormLayout& layout, double eps,
                                   const Tensor& weight, const Tensor& bias, Moments* moments = nullptr,
-                                  NormActivation activation = NormActivation::none) {
+                                  NormActivation activation = NormActivation::none,
+                                  std::optional<MaxPoolAfter> pool = std::nullopt) {
   const int64_t groups = layout.num_stat_groups();
   Moments m{empty({groups}, kFloat64), empty({groups}, kFloat64)};
   const Tensor dense_bias = dense_detached(bias);
@@ -102,12 +116,13 @@ Tensor normalize_with_batch_stats(const char* op, const Tensor& x, const NormLay
                        {},
                        true,
                        activation,
-                       activation == NormActivation::relu ? dense_bias : Tensor()};
+                       activation == NormActivation::relu ? dense_bias : Tensor(),
+                       std::move(pool)};
   saved.stats.mean = m.mean;
   saved.stats.inv_std = empty({groups}, kFloat64);
-  Tensor y = empty(x.shape(), x.dtype(), x.device());
+  Tensor y = empty_output(x, saved.pool);
   kernels::normalize_moments_forward(saved.x, layout, eps, saved.weight, dense_bias, m.mean, m.var,
-                                     saved.stats.inv_std, y, activation);
+                                     saved.stats.inv_std, y, activation, saved.pool ? &*saved.pool : nullptr);
   if (moments) *moments = m;
   return record_normalize(op, x, y, std::move(saved), weight, bias);
 }
@@ -223,9 +238,10 @@ double cumulative_average_factor(int64_t num_batches_tracked) {
 
 namespace {
 
+// pool_2x2: a fused 2×2 max pool after the (fused) ReLU; x must then be (N, C, H, W).
 Tensor batch_norm_with(const char* op, NormActivation activation, const Tensor& x, const Tensor& running_mean,
                        const Tensor& running_var, const Tensor& weight, const Tensor& bias, bool training,
-                       double momentum, double eps) {
+                       double momentum, double eps, bool pool_2x2 = false) {
   check_input(op, x, 2);
   check_eps(op, eps);
   const int64_t N = x.size(0), C = x.size(1), S = spatial_size(x);
@@ -233,17 +249,23 @@ Tensor batch_norm_with(const char* op, NormActivation activation, const Tensor& 
   check_param(op, "bias", bias, {C}, x);
   check_running(op, running_mean, running_var, "running_var", {C}, x);
   const NormLayout layout{1, N, C, 1, S, true};
+  std::optional<MaxPoolAfter> pool;
+  if (pool_2x2) {
+    check(x.dim() == 4 && x.size(2) >= 2 && x.size(3) >= 2, op,
+          ": expected an input of shape (N, C, H, W) with H and W at least 2 (a 2x2 pool), got ", x.shape());
+    pool = MaxPoolAfter{x.size(2), x.size(3), empty({N, C, x.size(2) / 2, x.size(3) / 2}, kInt64)};
+  }
 
   if (!training) {
     check(running_mean.defined(), op, ": running_mean and running_var are required when training is false");
     return normalize(op, x, layout, {as_stats(running_mean), inv_std_of(as_stats(running_var), eps), {}, {}},
-                     weight, bias, false, activation);
+                     weight, bias, false, activation, std::move(pool));
   }
   const int64_t M = N * S;
   check(M > 1, op, ": expected more than 1 value per channel when training, got input of shape ", x.shape());
   if (running_mean.defined()) check_momentum(op, momentum);
   Moments m;
-  Tensor y = normalize_with_batch_stats(op, x, layout, eps, weight, bias, &m, activation);
+  Tensor y = normalize_with_batch_stats(op, x, layout, eps, weight, bias, &m, activation, std::move(pool));
   if (running_mean.defined()) {
     blend_into(running_mean, m.mean, momentum);
     blend_into(running_var, scaled(m.var, static_cast<double>(M) / static_cast<double>(M - 1)), momentum);
@@ -263,6 +285,13 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor
                        const Tensor& weight, const Tensor& bias, bool training, double momentum, double eps) {
   return batch_norm_with("batch_norm_relu", NormActivation::relu, x, running_mean, running_var, weight, bias,
                          training, momentum, eps);
+}
+
+Tensor batch_norm_relu_max_pool2d(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                                  const Tensor& weight, const Tensor& bias, bool training, double momentum,
+                                  double eps) {
+  return batch_norm_with("batch_norm_relu_max_pool2d", NormActivation::relu, x, running_mean, running_var,
+                         weight, bias, training, momentum, eps, true);
 }
 
 // ---- Ghost BatchNorm

@@ -11,6 +11,7 @@
 #include "layers/conv.h"
 #include "layers/linear.h"
 #include "layers/normalization.h"
+#include "layers/pooling.h"
 
 namespace nl {
 
@@ -92,9 +93,12 @@ std::vector<std::string> fold_batchnorm(Module& model) {
       const bool ok =
           linear ? fold_into(linear->weight, linear->bias, *st) : fold_into(conv->weight, conv->bias, *st);
       if (!ok) continue;
-      // A BatchNorm with a fused ReLU leaves its ReLU behind.
+      // A BatchNorm with a fused ReLU leaves its ReLU behind (and its max pool, when it had one).
       auto* bn = dynamic_cast<BatchNorm*>((*seq)[i].get());
-      if (bn && bn->options().fused_relu)
+      if (bn && bn->options().fused_max_pool)
+        seq->replace_child(child_name, std::make_shared<Sequential>(std::vector<ModulePtr>{
+                                           std::make_shared<ReLU>(), std::make_shared<MaxPool2d>(2)}));
+      else if (bn && bn->options().fused_relu)
         seq->replace_child(child_name, std::make_shared<ReLU>());
       else
         seq->replace_child(child_name, std::make_shared<Identity>());

@@ -6,7 +6,8 @@
 //   s = γ / sqrt(running_var + eps) per output channel:
 //       W' = W · s          (each output row / filter scaled)
 //       b' = (b − running_mean) · s + β        (b = 0 when the layer had no bias: the bias is created)
-//   and replaced by an Identity (by a ReLU when the BatchNorm had fused_relu). The folded model computes the
+//   and replaced by an Identity (by a ReLU when the BatchNorm had fused_relu, by a ReLU and a 2×2 max pool
+//   when it also had fused_max_pool). The folded model computes the
 //   unfolded model's EVAL output (up to float rounding). Every BatchNorm to fold must be in eval mode (an
 //   error otherwise, naming it); BatchNorms without running statistics, and Conv2d layers with weight
 //   standardization (which would undo the scale), are left alone. Returns the dotted names of the folded

@@ -48,6 +48,10 @@ BatchNorm::BatchNorm(int64_t num_features, BatchNormOptions options, std::string
   check(options.eps >= 0, type_name_, ": eps must be >= 0, got ", options.eps);
   check(!options.momentum || (*options.momentum >= 0 && *options.momentum <= 1), type_name_,
         ": momentum must be in [0, 1], got ", momentum_str(options.momentum));
+  check(!options.fused_max_pool || accepted_ranks_ == std::vector<int64_t>{4}, type_name_,
+        ": fused_max_pool is only available for BatchNorm2d");
+  check(!options.fused_max_pool || options.fused_relu, type_name_,
+        ": fused_max_pool pools the fused ReLU's output, so it needs fused_relu");
   if (options.affine) {
     weight = ones({num_features}).requires_grad_();
     bias = zeros({num_features}).requires_grad_();
@@ -69,6 +73,7 @@ std::string BatchNorm::describe() const {
                  ", momentum=", momentum_str(options_.momentum), ", affine=", bool_str(options_.affine),
                  ", track_running_stats=", bool_str(options_.track_running_stats),
                  options_.fused_relu ? ", fused_relu=true" : "",
+                 options_.fused_max_pool ? ", fused_max_pool=true" : "",
                  running_stats_frozen_ ? ", running_stats_frozen" : "", ")");
 }
 
@@ -93,7 +98,9 @@ double BatchNorm::next_update_factor() const {
 
 Tensor BatchNorm::forward(const Tensor& x) {
   check_input(x);
-  const auto op = options_.fused_relu ? batch_norm_relu : batch_norm;
+  const auto op = options_.fused_max_pool ? batch_norm_relu_max_pool2d
+                  : options_.fused_relu   ? batch_norm_relu
+                                          : batch_norm;
   if (!uses_batch_stats()) return op(x, running_mean, running_var, weight, bias, false, 0.0, options_.eps);
   if (!updates_running_stats()) return op(x, Tensor(), Tensor(), weight, bias, true, 0.0, options_.eps);
   // Count the batch only once the op has accepted it (it throws on one value per channel).

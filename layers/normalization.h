@@ -39,6 +39,10 @@ struct BatchNormOptions {
   // inference engines fuse BN + ReLU. The layer's output is then relu(BN(x)) and the pre-ReLU values are
   // never stored. Off by default, so that a model reads exactly like its PyTorch counterpart.
   bool fused_relu = false;
+  // BatchNorm2d with fused_relu only: also apply the 2×2, stride-2 max pool that follows in most CNNs, in the
+  // same kernel (batch_norm_relu_max_pool2d). The layer's output is then max_pool2d(relu(BN(x)), 2), of shape
+  // (N, C, H/2, W/2), and neither the full-size output nor its gradient is stored.
+  bool fused_max_pool = false;
 };
 
 // The BatchNorm family's shared state and behaviour; BatchNorm1d/2d and the variants below fix the ranks.

@@ -32,6 +32,13 @@ void adaptive_avg_pool2d_backward(const Tensor& g, Tensor& dx);
 // Reference: cell by cell, straight from the definitions in core/kernels_conv.h.
 void im2col_reference(const Tensor& x, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& col);
 void col2im_reference(const Tensor& col, const Conv2dGeometry& geo, int64_t n0, int64_t count, Tensor& dx);
+// One output row of 2×2 stride-2 max pooling (the fast path of max_pool2d): n windows from the input rows r0
+// and r1 (2n cells each) into y[0, n), and into arg the flat index of each winner in its plane, where r0[0]
+// is at at0 and a row is W long. The normalization kernels use it to pool rows they have just computed.
+void max_pool_2x2_window_row(const float* r0, const float* r1, int64_t n, int64_t W, int64_t at0, float* y,
+                             int64_t* arg);
+void max_pool_2x2_window_row(const double* r0, const double* r1, int64_t n, int64_t W, int64_t at0, double* y,
+                             int64_t* arg);
 // The generic window loop (max_pool2d uses it for every window but 2×2 stride 2 without padding).
 void max_pool2d_reference(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax);
 

@@ -8,6 +8,7 @@
 namespace nl::cpu {
 
 using kernels::GradWrite;
+using kernels::MaxPoolAfter;
 using kernels::NormActivation;
 using kernels::NormLayout;
 using kernels::NormStats;
@@ -17,24 +18,26 @@ using kernels::NormStats;
 void normalize_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, Tensor& var);
 void normalize_moments_forward(const Tensor& x, const NormLayout& layout, double eps, const Tensor& weight,
                                const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y,
-                               NormActivation activation = NormActivation::none);
+                               NormActivation activation = NormActivation::none,
+                               const MaxPoolAfter* pool = nullptr);
 void normalize_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats,
                        const Tensor& weight, const Tensor& bias, Tensor& y,
-                       NormActivation activation = NormActivation::none);
+                       NormActivation activation = NormActivation::none, const MaxPoolAfter* pool = nullptr);
 void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& layout, const NormStats& stats,
                         const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias,
                         GradWrite dx_write = GradWrite::add, NormActivation activation = NormActivation::none,
-                        const Tensor& bias = Tensor());
+                        const Tensor& bias = Tensor(), const MaxPoolAfter* pool = nullptr);
 
 // Reference: one thread, nested loops over (o, p, g, k, s) written exactly as the formulas read.
 void normalize_reference_moments(const Tensor& x, const NormLayout& layout, Tensor& mean, Tensor& var);
 void normalize_reference_forward(const Tensor& x, const NormLayout& layout, const NormStats& stats,
                                  const Tensor& weight, const Tensor& bias, Tensor& y,
-                                 NormActivation activation = NormActivation::none);
+                                 NormActivation activation = NormActivation::none,
+                                 const MaxPoolAfter* pool = nullptr);
 void normalize_reference_backward(const Tensor& x, const Tensor& dy, const NormLayout& layout,
                                   const NormStats& stats, const Tensor& weight, bool batch_stats, Tensor& dx,
                                   Tensor& dweight, Tensor& dbias,
                                   NormActivation activation = NormActivation::none,
-                                  const Tensor& bias = Tensor());
+                                  const Tensor& bias = Tensor(), const MaxPoolAfter* pool = nullptr);
 
 }  // namespace nl::cpu

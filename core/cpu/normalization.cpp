@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/cpu/cpu_conv.h"
 #include "core/cpu/cpu_kernels.h"
 
 namespace nl::cpu {
@@ -66,6 +67,35 @@ void check_forward(const char* op, const Tensor& x, const NormLayout& l, const N
   check_same(op, "weight", w, x, l.num_channels());
   check_same(op, "bias", b, x, l.num_channels());
   check_same(op, y_name, y, x, l.numel());
+}
+
+// A fused 2×2 max pool: BatchNorm's layout with (H, W) planes, the ReLU, an int64 argmax of the pooled size,
+// and `pooled` (y, or dy in the backward) of that size.
+void check_pool(const char* op, const NormLayout& l, NormActivation activation, const MaxPoolAfter& pool,
+                const Tensor& x, const Tensor& pooled, const char* pooled_name) {
+  check(activation == NormActivation::relu, op, ": the fused max pool needs the fused ReLU before it");
+  check(
+      l.channels_per_group == 1 && pool.height >= 2 && pool.width >= 2 && pool.height * pool.width == l.inner,
+      op, ": the fused max pool needs one channel per statistic group and (H, W) planes with H, W >= 2; got ",
+      l.channels_per_group, " channels per group and inner ", l.inner, " for a ", pool.height, " x ",
+      pool.width, " plane");
+  const int64_t planes = l.numel() / l.inner, pooled_numel = planes * (pool.height / 2) * (pool.width / 2);
+  check(pool.argmax.defined() && pool.argmax.dtype() == kInt64 && pool.argmax.is_contiguous() &&
+            pool.argmax.numel() == pooled_numel,
+        op, ": argmax must be a contiguous int64 tensor with ", pooled_numel, " elements");
+  check(pooled.defined(), op, ": ", pooled_name, " is undefined");
+  check_same(op, pooled_name, pooled, x, pooled_numel);
+}
+
+// The pool's geometry over the (H, W) planes of a BatchNorm layout.
+Pool2dGeometry pool_geometry(const NormLayout& l, const MaxPoolAfter& pool) {
+  Pool2dGeometry g;
+  g.batch = l.outer * l.pooled;
+  g.channels = l.groups;
+  g.height = pool.height, g.width = pool.width;
+  g.kernel_h = g.kernel_w = g.stride_h = g.stride_w = 2;
+  g.out_h = pool.height / 2, g.out_w = pool.width / 2;
+  return g;
 }
 
 // Everything the loops need, as plain pointers and sizes.
@@ -134,7 +164,15 @@ void normalize_reference_moments(const Tensor& x, const NormLayout& l, Tensor& m
 
 void normalize_reference_forward(const Tensor& x, const NormLayout& l, const NormStats& st,
                                  const Tensor& weight, const Tensor& bias, Tensor& y,
-                                 NormActivation activation) {
+                                 NormActivation activation, const MaxPoolAfter* pool) {
+  if (pool) {  // the full-size output, then the generic max pool loop over it
+    check_pool("normalize_reference_forward", l, activation, *pool, x, y, "y");
+    Tensor full = empty(x.shape(), x.dtype());
+    normalize_reference_forward(x, l, st, weight, bias, full, activation);
+    Tensor argmax = pool->argmax;
+    max_pool2d_reference(full, pool_geometry(l, *pool), y, argmax);
+    return;
+  }
   check_forward("normalize_reference_forward", x, l, st, weight, bias, y);
   visit_floating(x.dtype(), "normalize_reference_forward", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -159,8 +197,21 @@ void normalize_reference_forward(const Tensor& x, const NormLayout& l, const Nor
 void normalize_reference_backward(const Tensor& x, const Tensor& dy_in, const NormLayout& l,
                                   const NormStats& st, const Tensor& weight, bool batch_stats, Tensor& dx,
                                   Tensor& dweight, Tensor& dbias, NormActivation activation,
-                                  const Tensor& bias) {
+                                  const Tensor& bias, const MaxPoolAfter* pool) {
   const char* op = "normalize_reference_backward";
+  if (pool) {
+    // The pool's backward: each pooled gradient goes to its window's argmax, 0 elsewhere. Then the ReLU's.
+    check_pool(op, l, activation, *pool, x, dy_in, "dy");
+    Tensor dy_full = zeros(x.shape(), x.dtype());
+    const int64_t out_plane = (pool->height / 2) * (pool->width / 2);
+    visit_floating(x.dtype(), op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      for (int64_t i = 0; i < dy_in.numel(); ++i)
+        dy_full.data<T>()[i / out_plane * l.inner + pool->argmax.data<int64_t>()[i]] += dy_in.data<T>()[i];
+    });
+    return normalize_reference_backward(x, dy_full, l, st, weight, batch_stats, dx, dweight, dbias,
+                                        activation, bias);
+  }
   check_forward(op, x, l, st, weight, bias, dy_in, "dy");
   // A fused ReLU: the gradient that reaches the normalization is dy_in where the forward's output before
   // the ReLU, recomputed here, was positive.
@@ -694,7 +745,20 @@ struct ForwardJob {
   double eps;
   bool relu = false;          // a fused ReLU on y
   bool find_moments = false;  // set from mean_out
+  // A fused 2×2 max pool (with relu): y is the pooled output, argmax its winners; planes are H × W (= inner).
+  int64_t* argmax = nullptr;
+  int64_t pool_h = 0, pool_w = 0;
 };
+
+// The widest plane the fused pool handles in the sweep (two of its rows fill the stack buffer; wider planes
+// take the unfused path: max_pool_fits is false).
+constexpr int64_t kMaxPoolRow = 1024;
+
+// Whether forward_family and backward_impl can pool inside their sweeps: every segment they hand out must be
+// a whole (H, W) plane, which holds when no group is cut into chunks.
+bool max_pool_fits(const NormLayout& l, const MaxPoolAfter& pool) {
+  return make_plan(l).chunks == 1 && pool.width <= kMaxPoolRow;
+}
 
 template <class T>
 void forward_family(const NormLayout& l, ForwardJob<T> job) {
@@ -810,6 +874,25 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
     const int64_t c = sg % G * K + k;
     const double m = job.mean[sg], r_is = (job.r ? job.r[sg] : 1.0) * job.inv_std[sg],
                  d = job.d ? job.d[sg] : 0.0;
+    if (job.argmax) {
+      // The segment is the whole plane x[at .. at + H·W). relu(y) goes into a stack buffer, computed exactly
+      // as the unpooled sweep would store it, and is pooled from there: the full-size output is never
+      // written. A small plane goes through the buffer whole (one long affine loop), a large one two rows at
+      // a time.
+      const int64_t W = job.pool_w, OH = job.pool_h / 2, OW = W / 2, out_at = at / l.inner * OH * OW;
+      const double a = weight_of(c) * r_is, b = bias_of(c) + weight_of(c) * d;
+      alignas(64) T buffer[kMaxPoolRow * 2];
+      const int64_t rows_per_pass = n <= kMaxPoolRow * 2 ? 2 * OH : 2;
+      for (int64_t oh0 = 0; oh0 < OH; oh0 += rows_per_pass / 2) {
+        affine(job.x + at + 2 * oh0 * W, buffer, rows_per_pass * W, m, a, b, true);
+        for (int64_t oh = oh0; oh < oh0 + rows_per_pass / 2; ++oh) {
+          const T* r0 = buffer + 2 * (oh - oh0) * W;
+          max_pool_2x2_window_row(r0, r0 + W, OW, W, 2 * oh * W, job.y + out_at + oh * OW,
+                                  job.argmax + out_at + oh * OW);
+        }
+      }
+      return;
+    }
     if (l.inner == 1) {
       affine_per_element(job.x + at, job.y + at, n, m, r_is, d, job.w ? job.w + c : nullptr,
                          job.b ? job.b + c : nullptr);
@@ -864,9 +947,13 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
 // ---- the backward
 // --------------------------------------------------------------------------------------------
 
+// pool_argmax set: pdy is the gradient of a fused 2×2 max pool's output (planes pool_w wide), routed to the
+// winners through pool_argmax; this needs the masked-gradient-in-dx path (relu, dx overwritten, sums wanted,
+// K == 1) and whole-plane segments (max_pool_fits), which the caller checks.
 template <bool kAdd, class T>
 void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const T* pdy, const T* pw,
-                   bool batch_stats, T* pdx, T* pdw, T* pdb, bool relu, const T* pbias) {
+                   bool batch_stats, T* pdx, T* pdw, T* pdb, bool relu, const T* pbias,
+                   const int64_t* pool_argmax = nullptr, int64_t pool_h = 0, int64_t pool_w = 0) {
   const Plan plan = make_plan(l);
   const bool parallel = l.numel() > kParallelGrain;
   const int64_t G = l.groups, K = l.channels_per_group, P = l.pooled, C = l.num_channels();
@@ -1027,6 +1114,20 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
     // K == 1: the first sweep's sums over a segment of group sg (one channel's).
     auto sum_channel_segment = [&](int64_t sg, int64_t at, int64_t n, LaneSums& lanes) {
       const double m = mean[sg];
+      if (pool_argmax) {
+        // The segment is a whole plane. Its gradient before the pool, 0 but at each window's winner, and
+        // there masked by the ReLU, is built in dx (in L1/L2) instead of in a full-size tensor in memory.
+        const int64_t out_plane = (pool_h / 2) * (pool_w / 2), out_at = at / l.inner * out_plane;
+        const ReluMask<T> mask = relu_mask(sg);
+        T* d = pdx + at;
+        std::fill(d, d + n, T(0));
+        for (int64_t o = 0; o < out_plane; ++o) {
+          const int64_t i = pool_argmax[out_at + o];
+          d[i] = mask.sign * px[at + i] > mask.cut ? pdy[out_at + o] : T(0);
+        }
+        add_grad_sums(px + at, d, n, m, lanes);
+        return;
+      }
       prefetch(px, at, n);
       prefetch(pdy, at, n);
       if (masked_dy_in_dx) {
@@ -1215,9 +1316,35 @@ void normalize_moments(const Tensor& x, const NormLayout& l, Tensor& mean, Tenso
   });
 }
 
+namespace {
+
+// Runs a forward-family job whose output is y, or, with a fused pool, the pooled y and its argmax: in the
+// sweep when every segment is a whole plane, otherwise through a full-size output and max_pool2d (the same
+// values, one more pass over memory).
+template <class T>
+void forward_maybe_pooled(const NormLayout& l, ForwardJob<T> job, const MaxPoolAfter* pool, Tensor& y) {
+  if (!pool) {
+    job.y = y.data<T>();
+    return forward_family<T>(l, job);
+  }
+  if (max_pool_fits(l, *pool)) {
+    job.y = y.data<T>();
+    job.argmax = pool->argmax.data<int64_t>();
+    job.pool_h = pool->height, job.pool_w = pool->width;
+    return forward_family<T>(l, job);
+  }
+  Tensor full = empty({l.numel()}, dtype_of<T>::value);
+  job.y = full.data<T>();
+  forward_family<T>(l, job);
+  Tensor argmax = pool->argmax;
+  cpu::max_pool2d(full, pool_geometry(l, *pool), y, argmax);
+}
+
+}  // namespace
+
 void normalize_moments_forward(const Tensor& x, const NormLayout& l, double eps, const Tensor& weight,
                                const Tensor& bias, Tensor& mean, Tensor& var, Tensor& inv_std, Tensor& y,
-                               NormActivation activation) {
+                               NormActivation activation, const MaxPoolAfter* pool) {
   const char* op = "normalize_moments_forward";
   check_layout(op, x, l);
   check_stat(op, "mean", mean, l, false);
@@ -1226,32 +1353,42 @@ void normalize_moments_forward(const Tensor& x, const NormLayout& l, double eps,
   check_same(op, "weight", weight, x, l.num_channels());
   check_same(op, "bias", bias, x, l.num_channels());
   check(y.defined(), op, ": y is undefined");
-  check_same(op, "y", y, x, l.numel());
+  if (pool)
+    check_pool(op, l, activation, *pool, x, y, "y");
+  else
+    check_same(op, "y", y, x, l.numel());
   check(eps >= 0 && std::isfinite(eps), op, ": eps must be finite and >= 0, got ", eps);
   visit_floating(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    forward_family<T>(l, {x.data<T>(), y.data<T>(), maybe<T>(weight), maybe<T>(bias), nullptr, nullptr,
-                          nullptr, nullptr, mean.data<double>(), var.data<double>(), inv_std.data<double>(),
-                          eps, activation == NormActivation::relu});
+    forward_maybe_pooled<T>(l,
+                            {x.data<T>(), nullptr, maybe<T>(weight), maybe<T>(bias), nullptr, nullptr,
+                             nullptr, nullptr, mean.data<double>(), var.data<double>(),
+                             inv_std.data<double>(), eps, activation == NormActivation::relu},
+                            pool, y);
   });
 }
 
 void normalize_forward(const Tensor& x, const NormLayout& l, const NormStats& st, const Tensor& weight,
-                       const Tensor& bias, Tensor& y, NormActivation activation) {
-  check_forward("normalize_forward", x, l, st, weight, bias, y);
-  visit_floating(x.dtype(), "normalize_forward", [&](auto tag) {
+                       const Tensor& bias, Tensor& y, NormActivation activation, const MaxPoolAfter* pool) {
+  const char* op = "normalize_forward";
+  check_forward(op, x, l, st, weight, bias, pool ? Tensor() : y);
+  if (pool) check_pool(op, l, activation, *pool, x, y, "y");
+  visit_floating(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    forward_family<T>(l, {x.data<T>(), y.data<T>(), maybe<T>(weight), maybe<T>(bias), st.mean.data<double>(),
-                          st.inv_std.data<double>(), maybe_stat(st.r), maybe_stat(st.d), nullptr, nullptr,
-                          nullptr, 0.0, activation == NormActivation::relu});
+    forward_maybe_pooled<T>(l,
+                            {x.data<T>(), nullptr, maybe<T>(weight), maybe<T>(bias), st.mean.data<double>(),
+                             st.inv_std.data<double>(), maybe_stat(st.r), maybe_stat(st.d), nullptr, nullptr,
+                             nullptr, 0.0, activation == NormActivation::relu},
+                            pool, y);
   });
 }
 
 void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& l, const NormStats& st,
                         const Tensor& weight, bool batch_stats, Tensor& dx, Tensor& dweight, Tensor& dbias,
-                        GradWrite dx_write, NormActivation activation, const Tensor& bias) {
+                        GradWrite dx_write, NormActivation activation, const Tensor& bias,
+                        const MaxPoolAfter* pool) {
   const char* op = "normalize_backward";
-  check_forward(op, x, l, st, weight, bias, dy, "dy");
+  check_forward(op, x, l, st, weight, bias, pool ? Tensor() : dy, "dy");
   const bool relu = activation == NormActivation::relu;
   check(!relu || l.channels_per_group == 1, op,
         ": a fused ReLU needs one channel per statistic group (channels_per_group 1), got ",
@@ -1259,12 +1396,26 @@ void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& l, 
   check_same(op, "dx", dx, x, l.numel());
   check_same(op, "dweight", dweight, x, l.num_channels());
   check_same(op, "dbias", dbias, x, l.num_channels());
+  if (pool) {
+    check_pool(op, l, activation, *pool, x, dy, "dy");
+    // In the sweeps when the masked gradient can be built in dx (see backward_impl); otherwise the pool's
+    // own backward writes the full-size gradient first.
+    const bool in_sweeps = dx.defined() && dx_write == GradWrite::assign &&
+                           (batch_stats || dweight.defined() || dbias.defined()) && max_pool_fits(l, *pool);
+    if (!in_sweeps) {
+      Tensor dy_full = empty(x.shape(), x.dtype());
+      cpu::max_pool2d_backward(dy, pool->argmax, pool_geometry(l, *pool), dy_full, GradWrite::assign);
+      return cpu::normalize_backward(x, dy_full, l, st, weight, batch_stats, dx, dweight, dbias, dx_write,
+                                     activation, bias);
+    }
+  }
   visit_floating(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     auto run = [&](auto add) {
-      backward_impl<decltype(add)::value, T>(l, st, x.data<T>(), dy.data<T>(), maybe<T>(weight), batch_stats,
-                                             maybe_mut<T>(dx), maybe_mut<T>(dweight), maybe_mut<T>(dbias),
-                                             relu, maybe<T>(bias));
+      backward_impl<decltype(add)::value, T>(
+          l, st, x.data<T>(), dy.data<T>(), maybe<T>(weight), batch_stats, maybe_mut<T>(dx),
+          maybe_mut<T>(dweight), maybe_mut<T>(dbias), relu, maybe<T>(bias),
+          pool ? pool->argmax.data<int64_t>() : nullptr, pool ? pool->height : 0, pool ? pool->width : 0);
     };
     if (dx_write == GradWrite::add)
       run(std::true_type{});

@@ -319,6 +319,15 @@ void adaptive_avg_backward_typed(const T* gy, int64_t planes, int64_t H, int64_t
 
 }  // namespace
 
+void max_pool_2x2_window_row(const float* r0, const float* r1, int64_t n, int64_t W, int64_t at0, float* y,
+                             int64_t* arg) {
+  max_pool_2x2_row<float>(r0, r1, n, W, at0, y, arg);
+}
+void max_pool_2x2_window_row(const double* r0, const double* r1, int64_t n, int64_t W, int64_t at0, double* y,
+                             int64_t* arg) {
+  max_pool_2x2_row<double>(r0, r1, n, W, at0, y, arg);
+}
+
 void max_pool2d_reference(const Tensor& x, const Pool2dGeometry& geo, Tensor& out, Tensor& argmax) {
   visit_floating(x.dtype(), "max_pool2d_reference", [&](auto tag) {
     using T = typename decltype(tag)::type;
