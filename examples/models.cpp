@@ -58,14 +58,27 @@ bool bias_before(const ModelConfig& c, const ModulePtr& norm) {
 }
 
 // Appends layer(bias) → norm → ReLU, where the normalization sees features f (layer(bias) → BatchNorm with
-// its fused ReLU, when the config asks for it).
+// its fused ReLU, when the config asks for it). With pool_after, a 2×2 max pool follows: fused into the
+// BatchNorm as well when the ReLU is, with an Identity left in its place so that the modules after it keep
+// their names (and checkpoints their keys).
 template <class MakeLayer>
-void add_block(Sequential& net, const ModelConfig& c, const Features& f, MakeLayer make_layer) {
+void add_block(Sequential& net, const ModelConfig& c, const Features& f, MakeLayer make_layer,
+               bool pool_after = false) {
   ModulePtr norm = make_norm(c, f);
+  auto* bn = dynamic_cast<BatchNorm*>(norm.get());
+  const bool fused_relu = bn && bn->options().fused_relu;
+  if (fused_relu && pool_after && f.spatial()) {
+    BatchNormOptions o = bn->options();
+    o.fused_max_pool = true;
+    norm = std::make_shared<BatchNorm2d>(f.channels, o);
+  }
   net.add(make_layer(bias_before(c, norm)));
   if (norm) net.add(norm);
-  auto* bn = dynamic_cast<BatchNorm*>(norm.get());
-  if (!(bn && bn->options().fused_relu)) net.add(std::make_shared<ReLU>());
+  if (!fused_relu) net.add(std::make_shared<ReLU>());
+  if (pool_after) {
+    const bool pooled = fused_relu && f.spatial();
+    net.add(pooled ? ModulePtr(std::make_shared<Identity>()) : std::make_shared<MaxPool2d>(2));
+  }
 }
 
 std::shared_ptr<Sequential> build_mlp(const ModelConfig& c) {
@@ -90,10 +103,8 @@ std::shared_ptr<Sequential> build_cnn(const ModelConfig& c) {
       return std::make_shared<Conv2d>(in, out, 3, conv);
     };
   };
-  add_block(*net, c, {32, 28, 28}, conv3x3(1, 32));
-  net->add(std::make_shared<MaxPool2d>(2));
-  add_block(*net, c, {64, 14, 14}, conv3x3(32, 64));
-  net->add(std::make_shared<MaxPool2d>(2));
+  add_block(*net, c, {32, 28, 28}, conv3x3(1, 32), true);
+  add_block(*net, c, {64, 14, 14}, conv3x3(32, 64), true);
   net->add(std::make_shared<Flatten>());
   add_block(*net, c, {128}, [](bool bias) { return std::make_shared<Linear>(64 * 7 * 7, 128, bias); });
   net->add(std::make_shared<Linear>(128, 10));
@@ -223,7 +234,8 @@ std::vector<Prediction> classify_images(const std::string& checkpoint,
 
 std::string summary(const ModelConfig& c) {
   const bool fused = c.norm == "batch" && c.fused_bn_relu;
-  return c.model + ", norm=" + c.norm + (fused ? " (fused with its ReLU)" : "") + ", bias=" + c.bias;
+  const char* what = c.model == "cnn" ? " (fused with its ReLU and max pool)" : " (fused with its ReLU)";
+  return c.model + ", norm=" + c.norm + (fused ? what : "") + ", bias=" + c.bias;
 }
 
 }  // namespace nl::examples

@@ -5,7 +5,8 @@
 //           Flatten → Linear(3136, 128) → norm → ReLU → Linear(128, 10)             (input 1×28×28)
 //   resnet  a small ResNet of BasicBlocks (widths 16, 32, 64; layers/residual.h) on 1×28×28
 //
-// With norm "batch", each BatchNorm and its ReLU run fused in one kernel unless fused_bn_relu is off.
+// With norm "batch", each BatchNorm and its ReLU run fused in one kernel unless fused_bn_relu is off; in the
+// cnn, so does the max pool after them (an Identity keeps its place in the Sequential).
 // The normalization is chosen by name (ModelConfig::norm). With "instance", the CNN's fully connected block
 // has no normalization: InstanceNorm needs spatial positions to average over. `bias` decides whether the
 // Linear/Conv2d layers that feed a normalization layer get a bias: "auto" and "off" = no bias before a
@@ -34,7 +35,8 @@ struct ModelConfig {
   int64_t renorm_total_steps = 0;  // > 0: BatchRenorm's schedule is scaled to this run length
   // With norm "batch": BatchNorm and the ReLU after it run as one kernel (BatchNormOptions::fused_relu;
   // same values and gradients, two fewer passes over memory each way). The model then lists
-  // "BatchNorm2d(..., fused_relu=true)" and no separate ReLU.
+  // "BatchNorm2d(..., fused_relu=true)" and no separate ReLU. In the cnn the 2×2 max pool after them joins
+  // the kernel too (fused_max_pool), and an Identity stands where the MaxPool2d was.
   bool fused_bn_relu = true;
 };
 

@@ -26,9 +26,11 @@ int main(int argc, char** argv) {
                  "biases of the hidden Linear/Conv2d layers: auto (none before a normalization layer, where "
                  "beta makes them redundant) | on | off (none in any hidden layer)")
       ->capture_default_str();
-  app.add_flag("!--unfused-bn-relu", o.model.fused_bn_relu,
-               "with --norm batch, run BatchNorm and the ReLU after it as two modules instead of one fused "
-               "kernel (same results; to look at the pre-ReLU values with hooks, or to time the fusion)");
+  app.add_flag(
+      "!--unfused-bn-relu", o.model.fused_bn_relu,
+      "with --norm batch, run BatchNorm, the ReLU after it and (in the cnn) the max pool as separate "
+      "modules instead of one fused kernel (same results; to look at the pre-ReLU values with hooks, "
+      "or to time the fusion)");
   app.add_option("--groups", o.model.groups, "GroupNorm groups")->capture_default_str();
   app.add_option("--ghost-batch-size", o.model.ghost_batch_size, "GhostBatchNorm virtual batch size")
       ->capture_default_str();

@@ -214,6 +214,45 @@ TEST_CASE("the fused BatchNorm + ReLU model computes what the unfused one does",
   }
 }
 
+TEST_CASE("the CNN's fused max pools leave every module at its index, so checkpoints keep their keys",
+          "[trainer][pool]") {
+  ModelConfig c;
+  c.model = "cnn";
+  auto fused = build_model(c);
+  // The layout of the previous builds, with BatchNorm fused with its ReLU only: an Identity now stands where
+  // each MaxPool2d was, its pool done inside the BatchNorm before it.
+  const std::vector<std::string> types{"Conv2d",   "BatchNorm2d", "Identity", "Conv2d",      "BatchNorm2d",
+                                       "Identity", "Flatten",     "Linear",   "BatchNorm1d", "Linear"};
+  REQUIRE(fused->size() == types.size());
+  for (size_t i = 0; i < types.size(); ++i) CHECK((*fused)[i]->type_name() == types[i]);
+  for (size_t i : {size_t{1}, size_t{4}})
+    CHECK(dynamic_cast<BatchNorm*>((*fused)[i].get())->options().fused_max_pool);
+  std::vector<std::string> names;
+  for (const auto& [name, t] : fused->named_parameters()) names.push_back(name);
+  for (const auto& [name, t] : fused->named_buffers()) names.push_back(name);
+  CHECK(names == std::vector<std::string>{"0.weight",
+                                          "1.weight",
+                                          "1.bias",
+                                          "3.weight",
+                                          "4.weight",
+                                          "4.bias",
+                                          "7.weight",
+                                          "8.weight",
+                                          "8.bias",
+                                          "9.weight",
+                                          "9.bias",
+                                          "1.running_mean",
+                                          "1.running_var",
+                                          "1.num_batches_tracked",
+                                          "4.running_mean",
+                                          "4.running_var",
+                                          "4.num_batches_tracked",
+                                          "8.running_mean",
+                                          "8.running_var",
+                                          "8.num_batches_tracked"});
+  CHECK(summary(ModelConfig{}) == "cnn, norm=batch (fused with its ReLU and max pool), bias=auto");
+}
+
 TEST_CASE("normlab-predict classifies PNG files with a trained checkpoint", "[trainer][predict]") {
   TempDir dir;
   TrainOptions o = quick_cnn();
