@@ -27,7 +27,8 @@ namespace {
 
 // The op and the three ops it fuses, on the same inputs: output, dx, dweight, dbias, running mean, var.
 std::vector<Tensor> run_bn_relu_pool(bool fused, const Tensor& x0, const Tensor& w0, const Tensor& b0,
-                                     const Tensor& rm0, const Tensor& rv0, const Tensor& dout, bool training) {
+                                     const Tensor& rm0, const Tensor& rv0, const Tensor& dout,
+                                     bool training) {
   Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
   Tensor rm = rm0.clone(), rv = rv0.clone();
   const Tensor y = fused ? batch_norm_relu_max_pool2d(x, rm, rv, w, b, training, 0.1, 1e-5)
@@ -47,14 +48,15 @@ bool close_or_both_nan(const Tensor& a, const Tensor& b, double tol) {
 
 }  // namespace
 
-TEST_CASE("batch_norm_relu_max_pool2d: equals max_pool2d(relu(batch_norm)) in value, gradients and running "
-          "statistics",
-          "[norm][batchnorm][relu][pool]") {
+TEST_CASE(
+    "batch_norm_relu_max_pool2d: equals max_pool2d(relu(batch_norm)) in value, gradients and running "
+    "statistics",
+    "[norm][batchnorm][relu][pool]") {
   Generator gen(71);
   // Even and odd planes (floor mode drops the last row or column), small and wide, a 1-wide output, and a
   // channel large enough that the kernels cut it into chunks (then the fused op takes its fallback path).
-  for (const Shape& shape : {Shape{8, 4, 6, 6}, Shape{5, 3, 7, 5}, Shape{4, 2, 2, 3}, Shape{3, 5, 4, 40},
-                             Shape{2, 2, 200, 200}}) {
+  for (const Shape& shape :
+       {Shape{8, 4, 6, 6}, Shape{5, 3, 7, 5}, Shape{4, 2, 2, 3}, Shape{3, 5, 4, 40}, Shape{2, 2, 200, 200}}) {
     for (DType dt : {kFloat64, kFloat32}) {
       for (bool training : {true, false}) {
         INFO(dtype_name(dt) << " " << shape_str(shape) << " training " << training);
@@ -74,9 +76,10 @@ TEST_CASE("batch_norm_relu_max_pool2d: equals max_pool2d(relu(batch_norm)) in va
   }
 }
 
-TEST_CASE("batch_norm_relu_max_pool2d: ties, all-negative windows and NaN route the gradient as the three "
-          "ops do",
-          "[norm][batchnorm][relu][pool]") {
+TEST_CASE(
+    "batch_norm_relu_max_pool2d: ties, all-negative windows and NaN route the gradient as the three "
+    "ops do",
+    "[norm][batchnorm][relu][pool]") {
   // Channel 0 is constant: after normalization every cell is exactly bias, here negative, so every window is
   // a tie at 0 after the ReLU. Channel 1 has a NaN. Its statistics are NaN, and so are its outputs.
   Tensor x0 = randn({2, 2, 4, 4}, kFloat32);
@@ -92,7 +95,8 @@ TEST_CASE("batch_norm_relu_max_pool2d: ties, all-negative windows and NaN route 
   }
 }
 
-TEST_CASE("batch_norm_relu_max_pool2d: gradcheck in training and eval mode", "[norm][batchnorm][pool][gradcheck]") {
+TEST_CASE("batch_norm_relu_max_pool2d: gradcheck in training and eval mode",
+          "[norm][batchnorm][pool][gradcheck]") {
   Generator gen(72);
   const Tensor x = randn({3, 2, 4, 5}, kFloat64, &gen).requires_grad_();
   const Tensor w = randn({2}, kFloat64, &gen).requires_grad_();
@@ -111,14 +115,16 @@ TEST_CASE("batch_norm_relu_max_pool2d: gradcheck in training and eval mode", "[n
 }
 
 TEST_CASE("batch_norm_relu_max_pool2d: bad input", "[norm][batchnorm][pool][errors]") {
-  CHECK_THROWS_WITH(batch_norm_relu_max_pool2d(ones({4, 3, 8}), Tensor(), Tensor(), Tensor(), Tensor(), true),
-                    "batch_norm_relu_max_pool2d: expected an input of shape (N, C, H, W) with H and W at least 2 "
-                    "(a 2x2 pool), got [4, 3, 8]");
+  CHECK_THROWS_WITH(
+      batch_norm_relu_max_pool2d(ones({4, 3, 8}), Tensor(), Tensor(), Tensor(), Tensor(), true),
+      "batch_norm_relu_max_pool2d: expected an input of shape (N, C, H, W) with H and W at least 2 "
+      "(a 2x2 pool), got [4, 3, 8]");
   CHECK_THROWS_WITH(
       batch_norm_relu_max_pool2d(ones({4, 3, 1, 8}), Tensor(), Tensor(), Tensor(), Tensor(), true),
       Catch::Contains("H and W at least 2"));
-  CHECK_THROWS_WITH(batch_norm_relu_max_pool2d(ones({4, 3, 4, 4}), Tensor(), Tensor(), ones({2}), Tensor(), true),
-                    Catch::Contains("weight must have shape [3]"));
+  CHECK_THROWS_WITH(
+      batch_norm_relu_max_pool2d(ones({4, 3, 4, 4}), Tensor(), Tensor(), ones({2}), Tensor(), true),
+      Catch::Contains("weight must have shape [3]"));
 }
 
 TEST_CASE("normalize kernels with a fused max pool match the reference loops", "[norm][kernels][pool]") {
@@ -166,7 +172,8 @@ TEST_CASE("normalize kernels with a fused max pool match the reference loops", "
   }
 }
 
-TEST_CASE("BatchNorm2d(fused_max_pool) trains like BatchNorm2d, ReLU and MaxPool2d", "[norm][batchnorm][pool]") {
+TEST_CASE("BatchNorm2d(fused_max_pool) trains like BatchNorm2d, ReLU and MaxPool2d",
+          "[norm][batchnorm][pool]") {
   Generator gen(74);
   BatchNormOptions fused_options;
   fused_options.fused_relu = true;
@@ -176,7 +183,8 @@ TEST_CASE("BatchNorm2d(fused_max_pool) trains like BatchNorm2d, ReLU and MaxPool
   MaxPool2d pool_layer(2);
   CHECK(fused.describe().find("fused_relu=true, fused_max_pool=true") != std::string::npos);
   for (int step = 0; step < 3; ++step) {
-    const Tensor x = randn({5, 3, 6, 6}, kFloat32, &gen, 0.5, 2.0), dout = randn({5, 3, 3, 3}, kFloat32, &gen);
+    const Tensor x = randn({5, 3, 6, 6}, kFloat32, &gen, 0.5, 2.0),
+                 dout = randn({5, 3, 3, 3}, kFloat32, &gen);
     fused.zero_grad();
     plain.zero_grad();
     const Tensor y_fused = fused(x), y_plain = pool_layer(relu_layer(plain(x)));
@@ -197,8 +205,9 @@ TEST_CASE("BatchNorm2d(fused_max_pool) trains like BatchNorm2d, ReLU and MaxPool
 TEST_CASE("fused_max_pool: needs fused_relu and BatchNorm2d", "[norm][batchnorm][pool][errors]") {
   BatchNormOptions o;
   o.fused_max_pool = true;
-  CHECK_THROWS_WITH(BatchNorm2d(4, o), "BatchNorm2d: fused_max_pool pools the fused ReLU's output, so it needs "
-                                       "fused_relu");
+  CHECK_THROWS_WITH(BatchNorm2d(4, o),
+                    "BatchNorm2d: fused_max_pool pools the fused ReLU's output, so it needs "
+                    "fused_relu");
   o.fused_relu = true;
   CHECK_THROWS_WITH(BatchNorm1d(4, o), "BatchNorm1d: fused_max_pool is only available for BatchNorm2d");
   CHECK_THROWS_WITH(GhostBatchNorm(4, 2, o), Catch::Contains("GhostBatchNorm: fused_max_pool"));
