@@ -4,9 +4,11 @@
 //
 // The fast versions make the same computation, arranged so that memory is swept as few times as possible
 // (the section "Optimized versions" below explains how): the training forward reads x once and writes y,
-// the backward reads x and dy once and writes dx. All sums accumulate in double whatever the element type;
-// per-element math is done in double and rounded once, so the statistics (float64) are never rounded to
-// float before use.
+// the backward reads x and dy once and writes dx. With a fused 2×2 max pool (MaxPoolAfter), the forward
+// writes the pooled output and its argmax instead of y (write_segment), and the backward builds the
+// gradient before the pool inside dx (sum_channel_segment). All sums accumulate in double whatever the
+// element type; per-element math is done in double and rounded once, so the statistics (float64) are never
+// rounded to float before use.
 #include "core/cpu/cpu_normalization.h"
 
 #include <omp.h>
