@@ -13,12 +13,14 @@ struct Features {
   bool spatial() const { return height > 0; }
 };
 
-ModulePtr make_norm(const ModelConfig& c, const Features& f) {
+// pool_after: a 2×2 max pool follows the norm's ReLU (a fused BatchNorm then takes it in too).
+ModulePtr make_norm(const ModelConfig& c, const Features& f, bool pool_after = false) {
   const int64_t C = f.channels;
   if (c.norm == "none") return nullptr;
   if (c.norm == "batch") {
     BatchNormOptions o;
     o.fused_relu = c.fused_bn_relu;  // add_block then adds no ReLU of its own
+    o.fused_max_pool = c.fused_bn_relu && pool_after && f.spatial();  // ... nor a MaxPool2d
     return f.spatial() ? ModulePtr(std::make_shared<BatchNorm2d>(C, o)) : std::make_shared<BatchNorm1d>(C, o);
   }
   if (c.norm == "ghost") return std::make_shared<GhostBatchNorm>(C, c.ghost_batch_size);
@@ -64,21 +66,14 @@ bool bias_before(const ModelConfig& c, const ModulePtr& norm) {
 template <class MakeLayer>
 void add_block(Sequential& net, const ModelConfig& c, const Features& f, MakeLayer make_layer,
                bool pool_after = false) {
-  ModulePtr norm = make_norm(c, f);
+  ModulePtr norm = make_norm(c, f, pool_after);
   auto* bn = dynamic_cast<BatchNorm*>(norm.get());
-  const bool fused_relu = bn && bn->options().fused_relu;
-  if (fused_relu && pool_after && f.spatial()) {
-    BatchNormOptions o = bn->options();
-    o.fused_max_pool = true;
-    norm = std::make_shared<BatchNorm2d>(f.channels, o);
-  }
   net.add(make_layer(bias_before(c, norm)));
   if (norm) net.add(norm);
-  if (!fused_relu) net.add(std::make_shared<ReLU>());
-  if (pool_after) {
-    const bool pooled = fused_relu && f.spatial();
-    net.add(pooled ? ModulePtr(std::make_shared<Identity>()) : std::make_shared<MaxPool2d>(2));
-  }
+  if (!(bn && bn->options().fused_relu)) net.add(std::make_shared<ReLU>());
+  if (pool_after)
+    net.add(bn && bn->options().fused_max_pool ? ModulePtr(std::make_shared<Identity>())
+                                               : std::make_shared<MaxPool2d>(2));
 }
 
 std::shared_ptr<Sequential> build_mlp(const ModelConfig& c) {

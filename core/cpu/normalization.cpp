@@ -205,12 +205,8 @@ void normalize_reference_backward(const Tensor& x, const Tensor& dy_in, const No
     // The pool's backward: each pooled gradient goes to its window's argmax, 0 elsewhere. Then the ReLU's.
     check_pool(op, l, activation, *pool, x, dy_in, "dy");
     Tensor dy_full = zeros(x.shape(), x.dtype());
-    const int64_t out_plane = (pool->height / 2) * (pool->width / 2);
-    visit_floating(x.dtype(), op, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      for (int64_t i = 0; i < dy_in.numel(); ++i)
-        dy_full.data<T>()[i / out_plane * l.inner + pool->argmax.data<int64_t>()[i]] += dy_in.data<T>()[i];
-    });
+    // The pool's own generic scatter loop (add mode), as its reference.
+    cpu::max_pool2d_backward(dy_in, pool->argmax, pool_geometry(l, *pool), dy_full, GradWrite::add);
     return normalize_reference_backward(x, dy_full, l, st, weight, batch_stats, dx, dweight, dbias,
                                         activation, bias);
   }
@@ -752,9 +748,37 @@ struct ForwardJob {
   int64_t pool_h = 0, pool_w = 0;
 };
 
+// Whether the backward's first sweep can leave the gradient that reaches the normalization (masked by a
+// fused ReLU, or also routed from a fused pool) in dx, for the second sweep to read back from L2: a fused
+// ReLU, one channel per statistic group, a dx that is overwritten (not added to), and sums to take (so that
+// a first sweep runs at all).
+bool gradient_fits_in_dx(bool relu, int64_t channels_per_group, bool has_dx, bool add, bool need_sums) {
+  return relu && channels_per_group == 1 && has_dx && !add && need_sums;
+}
+
 // The widest plane the fused pool handles in the sweep (two of its rows fill the stack buffer; wider planes
 // take the unfused path: max_pool_fits is false).
 constexpr int64_t kMaxPoolRow = 1024;
+
+// One (H, W) plane x of a fused BatchNorm + ReLU + 2×2 max pool: y = max(0, (x − m)·a + b) goes into a stack
+// buffer, computed exactly as affine() stores it unpooled, and is pooled from there by the max pool's own row
+// routine into out (H/2, W/2) and arg (flat winner index in the plane): the full-size output is never
+// written. A small plane goes through the buffer whole (one long affine loop), a large one two rows at a
+// time (W <= kMaxPoolRow).
+template <class T>
+void affine_relu_max_pool_plane(const T* x, int64_t H, int64_t W, double m, double a, double b, T* out,
+                                int64_t* arg) {
+  const int64_t OH = H / 2, OW = W / 2;
+  alignas(64) T buffer[kMaxPoolRow * 2];
+  const int64_t rows_per_pass = H * W <= kMaxPoolRow * 2 ? 2 * OH : 2;
+  for (int64_t oh0 = 0; oh0 < OH; oh0 += rows_per_pass / 2) {
+    affine(x + 2 * oh0 * W, buffer, rows_per_pass * W, m, a, b, true);
+    for (int64_t oh = oh0; oh < oh0 + rows_per_pass / 2; ++oh) {
+      const T* r0 = buffer + 2 * (oh - oh0) * W;
+      max_pool_2x2_window_row(r0, r0 + W, OW, W, 2 * oh * W, out + oh * OW, arg + oh * OW);
+    }
+  }
+}
 
 // Whether forward_family and backward_impl can pool inside their sweeps: every segment they hand out must be
 // a whole (H, W) plane, which holds when no group is cut into chunks.
@@ -876,31 +900,19 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
     const int64_t c = sg % G * K + k;
     const double m = job.mean[sg], r_is = (job.r ? job.r[sg] : 1.0) * job.inv_std[sg],
                  d = job.d ? job.d[sg] : 0.0;
-    if (job.argmax) {
-      // The segment is the whole plane x[at .. at + H·W). relu(y) goes into a stack buffer, computed exactly
-      // as the unpooled sweep would store it, and is pooled from there: the full-size output is never
-      // written. A small plane goes through the buffer whole (one long affine loop), a large one two rows at
-      // a time.
-      const int64_t W = job.pool_w, OH = job.pool_h / 2, OW = W / 2, out_at = at / l.inner * OH * OW;
-      const double a = weight_of(c) * r_is, b = bias_of(c) + weight_of(c) * d;
-      alignas(64) T buffer[kMaxPoolRow * 2];
-      const int64_t rows_per_pass = n <= kMaxPoolRow * 2 ? 2 * OH : 2;
-      for (int64_t oh0 = 0; oh0 < OH; oh0 += rows_per_pass / 2) {
-        affine(job.x + at + 2 * oh0 * W, buffer, rows_per_pass * W, m, a, b, true);
-        for (int64_t oh = oh0; oh < oh0 + rows_per_pass / 2; ++oh) {
-          const T* r0 = buffer + 2 * (oh - oh0) * W;
-          max_pool_2x2_window_row(r0, r0 + W, OW, W, 2 * oh * W, job.y + out_at + oh * OW,
-                                  job.argmax + out_at + oh * OW);
-        }
-      }
-      return;
-    }
     if (l.inner == 1) {
       affine_per_element(job.x + at, job.y + at, n, m, r_is, d, job.w ? job.w + c : nullptr,
                          job.b ? job.b + c : nullptr);
       if (job.relu) relu_in_place(job.y + at, n);
+      return;
+    }
+    const double a = weight_of(c) * r_is, b = bias_of(c) + weight_of(c) * d;
+    if (job.argmax) {  // the segment is the whole plane x[at .. at + H·W)
+      const int64_t out_at = at / l.inner * (job.pool_h / 2) * (job.pool_w / 2);
+      affine_relu_max_pool_plane(job.x + at, job.pool_h, job.pool_w, m, a, b, job.y + out_at,
+                                 job.argmax + out_at);
     } else {
-      affine(job.x + at, job.y + at, n, m, weight_of(c) * r_is, bias_of(c) + weight_of(c) * d, job.relu);
+      affine(job.x + at, job.y + at, n, m, a, b, job.relu);
     }
   };
   if (const int64_t B = run_block_of<T>(l, plan); B > 1) {
@@ -950,8 +962,8 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
 // --------------------------------------------------------------------------------------------
 
 // pool_argmax set: pdy is the gradient of a fused 2×2 max pool's output (planes pool_w wide), routed to the
-// winners through pool_argmax; this needs the masked-gradient-in-dx path (relu, dx overwritten, sums wanted,
-// K == 1) and whole-plane segments (max_pool_fits), which the caller checks.
+// winners through pool_argmax; this needs gradient_fits_in_dx and whole-plane segments (max_pool_fits),
+// which the caller checks.
 template <bool kAdd, class T>
 void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const T* pdy, const T* pw,
                    bool batch_stats, T* pdx, T* pdw, T* pdb, bool relu, const T* pbias,
@@ -1105,7 +1117,7 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
     const RunPrefetch prefetch = RunPrefetch::for_layout(l);
     // With a fused ReLU and a dx to overwrite, the first sweep leaves the masked gradient in dx and the
     // second sweep reads it back from there (L2) instead of masking again.
-    const bool masked_dy_in_dx = relu && pdx && !kAdd && need_sums && K == 1;
+    const bool masked_dy_in_dx = gradient_fits_in_dx(relu, K, pdx != nullptr, kAdd, need_sums);
     // x at an offset for dx's (x − mean)·slope term, or null with constant statistics (no such term).
     auto x_term = [&](int64_t at) { return batch_stats ? px + at : nullptr; };
     // This thread's parameter partials (K > 1), or null.
@@ -1402,8 +1414,10 @@ void normalize_backward(const Tensor& x, const Tensor& dy, const NormLayout& l, 
     check_pool(op, l, activation, *pool, x, dy, "dy");
     // In the sweeps when the masked gradient can be built in dx (see backward_impl); otherwise the pool's
     // own backward writes the full-size gradient first.
-    const bool in_sweeps = dx.defined() && dx_write == GradWrite::assign &&
-                           (batch_stats || dweight.defined() || dbias.defined()) && max_pool_fits(l, *pool);
+    const bool in_sweeps =
+        gradient_fits_in_dx(relu, l.channels_per_group, dx.defined(), dx_write == GradWrite::add,
+                            batch_stats || dweight.defined() || dbias.defined()) &&
+        max_pool_fits(l, *pool);
     if (!in_sweeps) {
       Tensor dy_full = empty(x.shape(), x.dtype());
       cpu::max_pool2d_backward(dy, pool->argmax, pool_geometry(l, *pool), dy_full, GradWrite::assign);
