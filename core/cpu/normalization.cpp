@@ -451,17 +451,20 @@ void moments_from_sums(double pivot, double s1, double s2, double M, double& mea
 
 // Short channel runs (BatchNorm with small images: 196 floats per (sample, channel)) start a new memory
 // stream every few cache lines, faster than the hardware prefetcher picks them up, so the sweeps that read
-// from memory ask for the run kAhead positions further on themselves. Longer runs are left to the hardware:
-// on 28×28 images (784 floats) the extra prefetches made BatchNorm's forward+backward 7% slower, and from
-// 512 to 576 floats they were even. Prefetches never fault; the bound check only keeps the addresses
-// meaningful.
+// from memory ask for the run kAhead positions further on themselves. Where memory is read in longer
+// stretches the hardware does better alone. The limits are measured (BatchNorm2d forward+backward, this
+// machine): runs of 784 floats (28×28) were 7% slower with the prefetches, and from 512 to 576 floats even;
+// blocks of channels (run_block_of) of 4 × 256 floats were 4–7% slower with them, of 4 × 196 floats 0–3%
+// faster. Prefetches never fault; the bound check only keeps the addresses meaningful.
 struct RunPrefetch {
   int64_t stride = 0;  // elements from a run to the same channel's run kAhead pooled indices on; 0: off
   int64_t limit = 0;   // numel
 
-  static RunPrefetch for_layout(const NormLayout& l) {
-    constexpr int64_t kShortRun = 512, kAhead = 2;
-    const bool short_runs = l.channels_per_group == 1 && l.inner > 1 && l.inner <= kShortRun && l.pooled > 1;
+  // run_block: the channels swept side by side (run_block_of), so memory is read run_block·S at a time.
+  static RunPrefetch for_layout(const NormLayout& l, int64_t run_block) {
+    constexpr int64_t kShortRun = 512, kShortBlockRun = 1024, kAhead = 2;
+    const bool short_runs = l.channels_per_group == 1 && l.inner > 1 && l.inner <= kShortRun &&
+                            run_block * l.inner < kShortBlockRun && l.pooled > 1;
     return short_runs ? RunPrefetch{kAhead * l.groups * l.inner, l.numel()} : RunPrefetch{};
   }
   template <class T>
@@ -891,7 +894,8 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
   }
 
   // Generic path: a unit is a statistic group.
-  const RunPrefetch prefetch = RunPrefetch::for_layout(l);
+  const int64_t run_block = run_block_of<T>(l, plan);
+  const RunPrefetch prefetch = RunPrefetch::for_layout(l, run_block);
   auto pivot_of = [&](int64_t sg) {
     if (!l.center || l.count() == 0) return 0.0;
     const int64_t o = sg / G, g = sg % G;
@@ -921,7 +925,7 @@ void forward_family(const NormLayout& l, ForwardJob<T> job) {
       affine(job.x + at, job.y + at, n, m, a, b, job.relu);
     }
   };
-  if (const int64_t B = run_block_of<T>(l, plan); B > 1) {
+  if (const int64_t B = run_block; B > 1) {
     run_blocked_sweeps(
         l, B, parallel, job.find_moments,
         [&](int64_t sg, int64_t at, LaneSums& lanes) { sum_segment(at, l.inner, pivot_of(sg), lanes); },
@@ -1120,7 +1124,8 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
     };
     run_two_sweeps(plan, parallel, first, finish, second);
   } else {
-    const RunPrefetch prefetch = RunPrefetch::for_layout(l);
+    const int64_t run_block = run_block_of<T>(l, plan);
+    const RunPrefetch prefetch = RunPrefetch::for_layout(l, run_block);
     // With a fused ReLU and a dx to overwrite, the first sweep leaves the masked gradient in dx and the
     // second sweep reads it back from there (L2) instead of masking again.
     const bool masked_dy_in_dx = gradient_fits_in_dx(relu, K, pdx != nullptr, kAdd, need_sums);
@@ -1259,7 +1264,7 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
     constexpr int64_t kRowGroupMaxElements = (int64_t(1) << 17) / kRows;
     const bool row_groups = l.inner == 1 && l.pooled == 1 && l.groups == 1 && K > 1 && plan.chunks == 1 &&
                             pdx && pw && pdw && pdb && K <= kRowGroupMaxElements;
-    if (const int64_t B = run_block_of<T>(l, plan); B > 1) {
+    if (const int64_t B = run_block; B > 1) {
       run_blocked_sweeps(
           l, B, parallel, need_sums,
           [&](int64_t sg, int64_t at, LaneSums& lanes) { sum_channel_segment(sg, at, l.inner, lanes); },
