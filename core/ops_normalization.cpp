@@ -52,6 +52,21 @@ Tensor dense_detached(const Tensor& t) {
   return t.detach().contiguous();
 }
 
+// What a normalization of x keeps for its backward (stats filled in by the caller when they come from x).
+// dense_bias: the forward's bias, dense and detached; kept only behind a fused ReLU, whose mask needs it.
+NormalizeSaved save_for_backward(const Tensor& x, const Tensor& weight, const NormLayout& layout,
+                                 NormStats stats, bool batch_stats, NormActivation activation,
+                                 const Tensor& dense_bias, std::optional<MaxPoolAfter> pool) {
+  return {dense_detached(x),
+          dense_detached(weight),
+          layout,
+          std::move(stats),
+          batch_stats,
+          activation,
+          activation == NormActivation::relu ? dense_bias : Tensor(),
+          std::move(pool)};
+}
+
 // Records the closed-form backward for y, the normalization of x described by `saved`.
 Tensor record_normalize(const char* op, const Tensor& x, const Tensor& y, NormalizeSaved saved,
                         const Tensor& weight, const Tensor& bias) {
@@ -83,14 +98,8 @@ Tensor normalize(const char* op, const Tensor& x, const NormLayout& layout, Norm
                  NormActivation activation = NormActivation::none,
                  std::optional<MaxPoolAfter> pool = std::nullopt) {
   const Tensor dense_bias = dense_detached(bias);
-  NormalizeSaved saved{dense_detached(x),
-                       dense_detached(weight),
-                       layout,
-                       std::move(stats),
-                       batch_stats,
-                       activation,
-                       activation == NormActivation::relu ? dense_bias : Tensor(),
-                       std::move(pool)};
+  NormalizeSaved saved = save_for_backward(x, weight, layout, std::move(stats), batch_stats, activation,
+                                           dense_bias, std::move(pool));
   Tensor y = empty_output(x, saved.pool);
   kernels::normalize_forward(saved.x, layout, saved.stats, saved.weight, dense_bias, y, activation,
                              saved.pool ? &*saved.pool : nullptr);
@@ -110,14 +119,8 @@ Tensor normalize_with_batch_stats(const char* op, const Tensor& x, const NormLay
   const int64_t groups = layout.num_stat_groups();
   Moments m{empty({groups}, kFloat64), empty({groups}, kFloat64)};
   const Tensor dense_bias = dense_detached(bias);
-  NormalizeSaved saved{dense_detached(x),
-                       dense_detached(weight),
-                       layout,
-                       {},
-                       true,
-                       activation,
-                       activation == NormActivation::relu ? dense_bias : Tensor(),
-                       std::move(pool)};
+  NormalizeSaved saved =
+      save_for_backward(x, weight, layout, {}, true, activation, dense_bias, std::move(pool));
   saved.stats.mean = m.mean;
   saved.stats.inv_std = empty({groups}, kFloat64);
   Tensor y = empty_output(x, saved.pool);

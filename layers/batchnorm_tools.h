@@ -7,11 +7,10 @@
 //       W' = W · s          (each output row / filter scaled)
 //       b' = (b − running_mean) · s + β        (b = 0 when the layer had no bias: the bias is created)
 //   and replaced by an Identity (by a ReLU when the BatchNorm had fused_relu, by a ReLU and a 2×2 max pool
-//   when it also had fused_max_pool). The folded model computes the
-//   unfolded model's EVAL output (up to float rounding). Every BatchNorm to fold must be in eval mode (an
-//   error otherwise, naming it); BatchNorms without running statistics, and Conv2d layers with weight
-//   standardization (which would undo the scale), are left alone. Returns the dotted names of the folded
-//   BatchNorms.
+//   when it also had fused_max_pool). The folded model computes the unfolded model's EVAL output (up to
+//   float rounding). Every BatchNorm to fold must be in eval mode (an error otherwise, naming it);
+//   BatchNorms without running statistics, and Conv2d layers with weight standardization (which would undo
+//   the scale), are left alone. Returns the dotted names of the folded BatchNorms.
 //
 // recompute_batchnorm_stats(model, next_batch, num_batches)
 //   The BatchNorm paper's inference procedure (Ioffe & Szegedy 2015, Alg. 2), "precise BN": with the weights

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "autograd/engine.h"
-#include "autograd/gradcheck.h"
 #include "core/cpu/cpu_normalization.h"
 #include "core/normalization.h"
 #include "core/ops.h"
@@ -18,6 +17,7 @@
 #include "layers/conv.h"
 #include "layers/normalization.h"
 #include "layers/pooling.h"
+#include "batch_norm_gradcheck.h"
 #include "test_util.h"
 
 using namespace nl;
@@ -98,20 +98,10 @@ TEST_CASE(
 TEST_CASE("batch_norm_relu_max_pool2d: gradcheck in training and eval mode",
           "[norm][batchnorm][pool][gradcheck]") {
   Generator gen(72);
-  const Tensor x = randn({3, 2, 4, 5}, kFloat64, &gen).requires_grad_();
-  const Tensor w = randn({2}, kFloat64, &gen).requires_grad_();
-  const Tensor b = randn({2}, kFloat64, &gen, 0.0, 0.3).requires_grad_();
-  const Tensor rm = randn({2}, kFloat64, &gen), rv = rand({2}, kFloat64, &gen, 0.5, 2.0);
-  CHECK(gradcheck(
-      [](const std::vector<Tensor>& in) {
-        return batch_norm_relu_max_pool2d(in[0], Tensor(), Tensor(), in[1], in[2], true, 0.1, 1e-5);
-      },
-      {x, w, b}, {}, "batch_norm_relu_max_pool2d train"));
-  CHECK(gradcheck(
-      [&](const std::vector<Tensor>& in) {
-        return batch_norm_relu_max_pool2d(in[0], rm, rv, in[1], in[2], false, 0.1, 1e-5);
-      },
-      {x, w, b}, {}, "batch_norm_relu_max_pool2d eval"));
+  const test::TrainAndEval ok = test::gradcheck_train_and_eval(
+      batch_norm_relu_max_pool2d, "batch_norm_relu_max_pool2d", {3, 2, 4, 5}, gen);
+  CHECK(ok.train);
+  CHECK(ok.eval);
 }
 
 TEST_CASE("batch_norm_relu_max_pool2d: bad input", "[norm][batchnorm][pool][errors]") {

@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "autograd/engine.h"
-#include "autograd/gradcheck.h"
 #include "core/normalization.h"
 #include "core/ops.h"
 #include "core/random.h"
@@ -14,6 +13,7 @@
 #include "layers/batchnorm_tools.h"
 #include "layers/conv.h"
 #include "layers/normalization.h"
+#include "batch_norm_gradcheck.h"
 #include "test_util.h"
 
 using namespace nl;
@@ -71,22 +71,11 @@ TEST_CASE("batch_norm_relu: without affine parameters or running statistics", "[
 TEST_CASE("batch_norm_relu: gradcheck in training and eval mode", "[norm][batchnorm][relu][gradcheck]") {
   Generator gen(62);
   for (const Shape& shape : {Shape{4, 3, 2, 2}, Shape{6, 4}}) {
-    const int64_t C = shape[1];
-    const Tensor x = randn(shape, kFloat64, &gen).requires_grad_();
-    const Tensor w = randn({C}, kFloat64, &gen).requires_grad_();
-    const Tensor b = randn({C}, kFloat64, &gen, 0.0, 0.3).requires_grad_();
-    const Tensor rm = randn({C}, kFloat64, &gen), rv = rand({C}, kFloat64, &gen, 0.5, 2.0);
     INFO("shape " << shape_str(shape));
-    CHECK(gradcheck(
-        [](const std::vector<Tensor>& in) {
-          return batch_norm_relu(in[0], Tensor(), Tensor(), in[1], in[2], true, 0.1, 1e-5);
-        },
-        {x, w, b}, {}, "batch_norm_relu train"));
-    CHECK(gradcheck(
-        [&](const std::vector<Tensor>& in) {
-          return batch_norm_relu(in[0], rm, rv, in[1], in[2], false, 0.1, 1e-5);
-        },
-        {x, w, b}, {}, "batch_norm_relu eval"));
+    const test::TrainAndEval ok =
+        test::gradcheck_train_and_eval(batch_norm_relu, "batch_norm_relu", shape, gen);
+    CHECK(ok.train);
+    CHECK(ok.eval);
   }
 }
 

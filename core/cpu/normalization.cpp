@@ -1177,8 +1177,7 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
         dx_affine<false>(x_term(at), pdx + at, pdx + at, n, m, scale, slope, offset);  // in place, from L2
       } else if (relu) {
         for_masked_blocks(px + at, pdy + at, n, relu_mask(sg), [&](int64_t i0, const T* g, int64_t len) {
-          dx_affine<kAdd>(batch_stats ? px + at + i0 : nullptr, g, pdx + at + i0, len, m, scale, slope,
-                          offset);
+          dx_affine<kAdd>(x_term(at + i0), g, pdx + at + i0, len, m, scale, slope, offset);
         });
       } else {
         dx_affine<kAdd>(x_term(at), pdy + at, pdx + at, n, m, scale, slope, offset);
