@@ -1,7 +1,8 @@
 // normlab-bench: fixed workloads, timed on 2 threads, for comparison with bench/torch_reference.py.
 //
 //   a. MLP 784-512-512-10 with BatchNorm1d (bias off), ReLU, cross-entropy, SGD (momentum 0.9, wd 5e-4):
-//      a training step at batch 128, and the eval forward at batch 1000.
+//      a training step at batch 128, and the eval forward at batch 1000; and the eight GEMMs alone that the
+//      step makes (same shapes, same calls as layers/linear.cpp): the step's floor.
 //   b. The trainer's CNN (conv3x3 1→32, BN, ReLU, pool; conv3x3 32→64, BN, ReLU, pool; fc 3136→128, BN,
 //      ReLU; fc 128→10): a training step at batch 64, and the eval forward at batch 1000.
 //   c. BatchNorm2d forward (train) and forward+backward on [64,64,28,28] and [256,32,16,16]; LayerNorm and
@@ -163,6 +164,43 @@ std::function<void()> eval_forward(const std::string& kind, int64_t batch) {
   };
 }
 
+// ---- a. the GEMMs of the MLP step alone
+// -------------------------------------------------------------------
+
+// What layers/linear.cpp asks of OpenBLAS in one training step of the MLP 784-512-512-10 at batch B (no bias:
+// BatchNorm follows): forward y = x·Wᵀ per layer; backward, per layer, dX = dY·W and dW = dYᵀ·X side by side
+// (gemm_pair), with no dX for the first layer (the images need no gradient). Everything else the step does
+// (BatchNorm, ReLU, the loss, SGD, autograd) is left out, so the step's time minus this is its overhead.
+std::function<void()> mlp_gemms_only(int64_t B) {
+  struct Layer {
+    int64_t in, out;
+    Tensor w, dw, y, dy;  // dy: the gradient of y; y doubles as the next layer's input
+  };
+  auto layers = std::make_shared<std::vector<Layer>>();
+  for (auto [in, out] : {std::pair<int64_t, int64_t>{784, 512}, {512, 512}, {512, 10}})
+    layers->push_back({in, out, randn({out, in}), empty({out, in}), empty({B, out}), randn({B, out})});
+  auto x = std::make_shared<Tensor>(randn({B, 784}));
+  auto dx_buffers = std::make_shared<std::vector<Tensor>>();  // dX of layers 2 and 3: [B, 512]
+  for (int i = 0; i < 2; ++i) dx_buffers->push_back(empty({B, 512}));
+  return [=] {
+    const Tensor* input = x.get();
+    for (Layer& l : *layers) {
+      kernels::gemm(false, true, B, l.out, l.in, 1.0, *input, 0, l.in, l.w, 0, l.in, 0.0, l.y, 0, l.out);
+      input = &l.y;
+    }
+    for (int64_t i = 2; i >= 0; --i) {
+      Layer& l = (*layers)[i];
+      const Tensor& layer_input = i == 0 ? *x : (*layers)[i - 1].y;
+      kernels::GemmArgs dx_args, dw_args;
+      if (i > 0)
+        dx_args = {false, false, B, l.in, l.out, 1.0, l.dy, 0, l.out, l.w, 0, l.in, 0.0, (*dx_buffers)[i - 1],
+                   0,     l.in};
+      dw_args = {true, false, l.out, l.in, B, 1.0, l.dy, 0, l.out, layer_input, 0, l.in, 0.0, l.dw, 0, l.in};
+      kernels::gemm_pair(dx_args, dw_args);
+    }
+  };
+}
+
 // ---- d. the GEMMs of the conv alone
 // -----------------------------------------------------------------------
 
@@ -239,6 +277,9 @@ int main(int argc, char** argv) {
     // a, b. models
     run("mlp_train_step_b128", train_step("mlp", 128));
     run("mlp_eval_b1000", eval_forward("mlp", 1000));
+    // 2·B·(784·512 + 512·512 + 512·10) per pass: the forward, the three dW, and dX of layers 2 and 3.
+    run("mlp_gemms_only_b128", mlp_gemms_only(128), 0,
+        2.0 * 128 * (3.0 * (784 * 512 + 512 * 512 + 512 * 10) - 784 * 512));
     run("cnn_train_step_b64", train_step("cnn", 64));
     run("cnn_eval_b1000", eval_forward("cnn", 1000));
 
