@@ -83,6 +83,42 @@ TEST_CASE("PyTorch parity: LayerNorm, GroupNorm, InstanceNorm2d", "[parity][norm
   check_layer(in, "in2d", {"weight", "bias"}, {"running_mean", "running_var"});
 }
 
+TEST_CASE("PyTorch parity: BatchNorm1d on (N, C, L), batch statistics only, no affine, InstanceNorm1d",
+          "[parity][norm]") {
+  BatchNorm1d bn1d(4);
+  check_layer(bn1d, "bn1d_3d", {"weight", "bias"}, {"running_mean", "running_var"});
+  BatchNormOptions batch_stats;  // PyTorch's affine=False, track_running_stats=False: eval uses the batch too
+  batch_stats.affine = false;
+  batch_stats.track_running_stats = false;
+  BatchNorm2d bn2d(3, batch_stats);
+  check_layer(bn2d, "bn2d_batchstats", {}, {});
+  InstanceNorm1d in1d(3);  // PyTorch's defaults: no affine, no running statistics
+  check_layer(in1d, "in1d", {}, {});
+  GroupNormOptions no_affine;
+  no_affine.affine = false;
+  GroupNorm gn(3, 6, no_affine);
+  check_layer(gn, "gn_noaffine", {}, {});
+  LayerNormOptions no_elementwise_affine;
+  no_elementwise_affine.elementwise_affine = false;
+  LayerNorm ln(Shape{8}, no_elementwise_affine);
+  check_layer(ln, "ln_noaffine", {}, {});
+}
+
+// The fused kernels against PyTorch's separate modules (make_fixtures.py: BatchNorm + F.relu, then
+// F.max_pool2d(·, 2)).
+TEST_CASE("PyTorch parity: BatchNorm fused with ReLU, and with ReLU and a 2x2 max pool", "[parity][norm]") {
+  BatchNormOptions relu;
+  relu.fused_relu = true;
+  BatchNorm1d bn1d(5, relu);
+  check_layer(bn1d, "bn1d_relu", {"weight", "bias"}, {"running_mean", "running_var"});
+  BatchNorm2d bn2d(3, relu);
+  check_layer(bn2d, "bn2d_relu", {"weight", "bias"}, {"running_mean", "running_var"});
+  BatchNormOptions relu_pool = relu;
+  relu_pool.fused_max_pool = true;
+  BatchNorm2d bn2d_pool(3, relu_pool);
+  check_layer(bn2d_pool, "bn2d_relu_pool", {"weight", "bias"}, {"running_mean", "running_var"});
+}
+
 TEST_CASE("PyTorch parity: conv2d with stride, padding, dilation, groups and bias", "[parity][conv]") {
   Tensor x = fixture("conv_x").requires_grad_(), w = fixture("conv_w").requires_grad_();
   Tensor b = fixture("conv_b").requires_grad_();

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Writes the PyTorch parity fixtures in this folder: inputs, upstream gradients and PyTorch's outputs and
-gradients for the normalization layers, conv2d, pooling, cross-entropy and SGD, in float64 .npy files.
+gradients for the normalization layers (also BatchNorm followed by ReLU and a max pool, as normlab's fused
+layers compute it), conv2d, pooling, cross-entropy and SGD, in float64 .npy files.
 
-tests/test_torch_parity.cpp reads them, runs normlab on the same inputs and compares. PyTorch is needed only
-to regenerate the fixtures (Debian's python3-torch), never to build or test normlab:
+tests/test_layers_torch_parity.cpp reads them, runs normlab on the same inputs and compares. PyTorch is needed
+only to regenerate the fixtures (Debian's python3-torch), never to build or test normlab:
 
     /usr/bin/python3 tests/data/torch/make_fixtures.py
 """
@@ -28,8 +29,30 @@ def save_i64(name, t):
     np.save(os.path.join(HERE, name + ".npy"), np.ascontiguousarray(t.numpy().astype(np.int64)))
 
 
-def layer_case(prefix, layer, shape, steps=3):
-    """Train-mode forward/backward for `steps` batches (running stats evolve), then an eval forward."""
+class BatchNorm1dReLU(nn.BatchNorm1d):
+    """What normlab's BatchNorm1d with fused_relu computes: relu(BatchNorm1d(x))."""
+
+    def forward(self, x):
+        return F.relu(super().forward(x))
+
+
+class BatchNorm2dReLU(nn.BatchNorm2d):
+    """normlab's BatchNorm2d with fused_relu: relu(BatchNorm2d(x))."""
+
+    def forward(self, x):
+        return F.relu(super().forward(x))
+
+
+class BatchNorm2dReLUMaxPool(nn.BatchNorm2d):
+    """normlab's BatchNorm2d with fused_relu and fused_max_pool: max_pool2d(relu(BatchNorm2d(x)), 2)."""
+
+    def forward(self, x):
+        return F.max_pool2d(F.relu(super().forward(x)), 2)
+
+
+def layer_case(prefix, layer, shape, steps=3, out_shape=None):
+    """Train-mode forward/backward for `steps` batches (running stats evolve), then an eval forward.
+    out_shape: the output's shape when it differs from the input's (the upstream gradient has it)."""
     for p in layer.parameters():  # non-trivial affine parameters
         with torch.no_grad():
             p.copy_(torch.randn_like(p) * 0.5 + (1.0 if p.dim() and p is layer.weight else 0.0))
@@ -38,7 +61,7 @@ def layer_case(prefix, layer, shape, steps=3):
     layer.train()
     for s in range(steps):
         x = (torch.randn(*shape) * 2 + 3).requires_grad_()
-        g = torch.randn(*shape)
+        g = torch.randn(*(out_shape or shape))
         layer.zero_grad()
         y = layer(x)
         y.backward(g)
@@ -112,6 +135,16 @@ def main():
             w.grad = grad.clone()
             opt.step()
         save(f"sgd_{tag}_w3", w)
+
+    # More layer cases, added after the ones above so that those keep their random draws (and files).
+    layer_case("bn1d_3d", nn.BatchNorm1d(4), (6, 4, 7))
+    layer_case("bn2d_batchstats", nn.BatchNorm2d(3, affine=False, track_running_stats=False), (4, 3, 5, 6))
+    layer_case("in1d", nn.InstanceNorm1d(3), (4, 3, 9))
+    layer_case("gn_noaffine", nn.GroupNorm(3, 6, affine=False), (2, 6, 5))
+    layer_case("ln_noaffine", nn.LayerNorm(8, elementwise_affine=False), (4, 3, 8))
+    layer_case("bn1d_relu", BatchNorm1dReLU(5), (8, 5))
+    layer_case("bn2d_relu", BatchNorm2dReLU(3), (4, 3, 5, 6))
+    layer_case("bn2d_relu_pool", BatchNorm2dReLUMaxPool(3), (4, 3, 6, 8), out_shape=(4, 3, 3, 4))
 
 
 if __name__ == "__main__":
