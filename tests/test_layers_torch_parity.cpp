@@ -30,9 +30,10 @@ void set_param(Module& m, const std::string& name, const std::string& prefix) {
 }
 
 // The layer_case of make_fixtures.py: three training steps (outputs, gradients, running statistics), then
-// eval.
+// eval (with eval_backward, its gradients too: constant statistics, as in a frozen BatchNorm).
 void check_layer(Module& layer, const std::string& prefix, const std::vector<std::string>& params,
-                 const std::vector<std::string>& buffers, double running_tol = 1e-6) {
+                 const std::vector<std::string>& buffers, double running_tol = 1e-6,
+                 bool eval_backward = false) {
   for (const std::string& p : params) set_param(layer, p, prefix);
   layer.train();
   for (int s = 0; s < 3; ++s) {
@@ -54,8 +55,23 @@ void check_layer(Module& layer, const std::string& prefix, const std::vector<std
     }
   }
   layer.eval();
-  NoGradGuard no_record;
-  CHECK(allclose(layer.forward(fixture(prefix + "_xeval")), fixture(prefix + "_yeval"), 1e-6, 1e-6));
+  INFO(prefix << " eval");
+  if (!eval_backward) {
+    NoGradGuard no_record;
+    CHECK(allclose(layer.forward(fixture(prefix + "_xeval")), fixture(prefix + "_yeval"), 1e-6, 1e-6));
+    return;
+  }
+  // The running statistics are float32, so eval results agree to float32 precision.
+  Tensor x = fixture(prefix + "_xeval").requires_grad_();
+  layer.zero_grad();
+  const Tensor y = layer.forward(x);
+  CHECK(allclose(y, fixture(prefix + "_yeval"), 1e-6, 1e-6));
+  y.backward(fixture(prefix + "_geval"));
+  CHECK(allclose(x.grad(), fixture(prefix + "_dxeval"), 1e-6, 1e-6));
+  for (const std::string& p : params) {
+    INFO("gradient of " << p);
+    CHECK(allclose(layer.find_tensor(p)->grad(), fixture(prefix + "_d" + p + "eval"), 1e-5, 1e-5));
+  }
 }
 
 }  // namespace
@@ -119,6 +135,44 @@ TEST_CASE("PyTorch parity: BatchNorm fused with ReLU, and with ReLU and a 2x2 ma
   check_layer(bn2d_pool, "bn2d_relu_pool", {"weight", "bias"}, {"running_mean", "running_var"});
 }
 
+TEST_CASE("PyTorch parity: edge shapes (batch 2, 1x1 planes, one channel per group, one group)",
+          "[parity][norm]") {
+  BatchNorm1d batch2(3);  // M = 2: running_var gets twice the biased variance
+  check_layer(batch2, "bn1d_batch2", {"weight", "bias"}, {"running_mean", "running_var"});
+  BatchNorm2d planes_1x1(4);
+  check_layer(planes_1x1, "bn2d_1x1", {"weight", "bias"}, {"running_mean", "running_var"});
+  GroupNorm per_channel(4, 4);
+  check_layer(per_channel, "gn_per_channel", {"weight", "bias"}, {});
+  GroupNorm one_group(1, 4);
+  check_layer(one_group, "gn_one_group", {"weight", "bias"}, {});
+}
+
+TEST_CASE("PyTorch parity: the backward of BatchNorm in eval mode (constant statistics), plain and fused",
+          "[parity][norm]") {
+  BatchNorm2d bn(3);
+  check_layer(bn, "bn2d_eval_backward", {"weight", "bias"}, {"running_mean", "running_var"}, 1e-6, true);
+  BatchNormOptions relu;
+  relu.fused_relu = true;
+  BatchNorm2d bn_relu(3, relu);
+  check_layer(bn_relu, "bn2d_relu_eval_backward", {"weight", "bias"}, {"running_mean", "running_var"}, 1e-6,
+              true);
+}
+
+TEST_CASE("PyTorch parity: conv2d 3x3 with padding 1 and no bias, and 1x1", "[parity][conv]") {
+  for (const std::string tag : {"conv3x3", "conv1x1"}) {
+    INFO(tag);
+    const bool has_bias = tag == "conv1x1";
+    Tensor x = fixture(tag + "_x").requires_grad_(), w = fixture(tag + "_w").requires_grad_();
+    Tensor b = has_bias ? fixture(tag + "_b").requires_grad_() : Tensor();
+    const Tensor y = conv2d(x, w, b, 1, has_bias ? 0 : 1);
+    CHECK(allclose(y, fixture(tag + "_y"), 1e-10, 1e-10));
+    y.backward(fixture(tag + "_g"));
+    CHECK(allclose(x.grad(), fixture(tag + "_dx"), 1e-10, 1e-10));
+    CHECK(allclose(w.grad(), fixture(tag + "_dw"), 1e-10, 1e-10));
+    if (has_bias) CHECK(allclose(b.grad(), fixture(tag + "_db"), 1e-10, 1e-10));
+  }
+}
+
 TEST_CASE("PyTorch parity: conv2d with stride, padding, dilation, groups and bias", "[parity][conv]") {
   Tensor x = fixture("conv_x").requires_grad_(), w = fixture("conv_w").requires_grad_();
   Tensor b = fixture("conv_b").requires_grad_();
@@ -130,12 +184,19 @@ TEST_CASE("PyTorch parity: conv2d with stride, padding, dilation, groups and bia
   CHECK(allclose(b.grad(), fixture("conv_db"), 1e-10, 1e-10));
 }
 
-TEST_CASE("PyTorch parity: max and average pooling (count_include_pad=false)", "[parity][pooling]") {
+TEST_CASE(
+    "PyTorch parity: max pooling (3x3 with padding, and 2x2), average pooling (count_include_pad=false)",
+    "[parity][pooling]") {
   Tensor x = fixture("maxpool_x").requires_grad_();
   Tensor y = max_pool2d(x, 3, 2, 1);
   CHECK(allclose(y, fixture("maxpool_y"), 1e-12, 1e-12));
   y.backward(fixture("maxpool_g"));
   CHECK(allclose(x.grad(), fixture("maxpool_dx"), 1e-12, 1e-12));
+  Tensor x2 = fixture("maxpool2_x").requires_grad_();  // 2x2, stride 2: the fast path
+  y = max_pool2d(x2, 2);
+  CHECK(allclose(y, fixture("maxpool2_y"), 1e-12, 1e-12));
+  y.backward(fixture("maxpool2_g"));
+  CHECK(allclose(x2.grad(), fixture("maxpool2_dx"), 1e-12, 1e-12));
   Tensor xa = fixture("avgpool_x").requires_grad_();
   y = avg_pool2d(xa, 3, 2, 1, false);
   CHECK(allclose(y, fixture("avgpool_y"), 1e-12, 1e-12));

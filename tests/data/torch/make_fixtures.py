@@ -50,9 +50,10 @@ class BatchNorm2dReLUMaxPool(nn.BatchNorm2d):
         return F.max_pool2d(F.relu(super().forward(x)), 2)
 
 
-def layer_case(prefix, layer, shape, steps=3, out_shape=None):
+def layer_case(prefix, layer, shape, steps=3, out_shape=None, eval_backward=False):
     """Train-mode forward/backward for `steps` batches (running stats evolve), then an eval forward.
-    out_shape: the output's shape when it differs from the input's (the upstream gradient has it)."""
+    out_shape: the output's shape when it differs from the input's (the upstream gradient has it).
+    eval_backward: also the eval forward's gradients (a frozen BatchNorm: constant statistics)."""
     for p in layer.parameters():  # non-trivial affine parameters
         with torch.no_grad():
             p.copy_(torch.randn_like(p) * 0.5 + (1.0 if p.dim() and p is layer.weight else 0.0))
@@ -77,7 +78,19 @@ def layer_case(prefix, layer, shape, steps=3, out_shape=None):
     layer.eval()
     x = torch.randn(*shape) * 2 + 3
     save(f"{prefix}_xeval", x)
-    save(f"{prefix}_yeval", layer(x))
+    if not eval_backward:
+        save(f"{prefix}_yeval", layer(x))
+        return
+    x.requires_grad_()
+    layer.zero_grad()
+    y = layer(x)
+    g = torch.randn(*(out_shape or shape))
+    y.backward(g)
+    save(f"{prefix}_yeval", y)
+    save(f"{prefix}_geval", g)
+    save(f"{prefix}_dxeval", x.grad)
+    for name, p in layer.named_parameters():
+        save(f"{prefix}_d{name}eval", p.grad)
 
 
 def main():
@@ -145,6 +158,35 @@ def main():
     layer_case("bn1d_relu", BatchNorm1dReLU(5), (8, 5))
     layer_case("bn2d_relu", BatchNorm2dReLU(3), (4, 3, 5, 6))
     layer_case("bn2d_relu_pool", BatchNorm2dReLUMaxPool(3), (4, 3, 6, 8), out_shape=(4, 3, 3, 4))
+    # Edge shapes of the shared normalize core, and a frozen BatchNorm's backward.
+    layer_case("bn1d_batch2", nn.BatchNorm1d(3), (2, 3))  # M = 2: the unbiased variance doubles the biased
+    layer_case("bn2d_1x1", nn.BatchNorm2d(4), (5, 4, 1, 1))
+    layer_case("gn_per_channel", nn.GroupNorm(4, 4), (3, 4, 3, 5))  # G = C: InstanceNorm with affine
+    layer_case("gn_one_group", nn.GroupNorm(1, 4), (3, 4, 3, 5))  # G = 1: over (C, H, W), per-channel γ
+    layer_case("bn2d_eval_backward", nn.BatchNorm2d(3), (4, 3, 5, 6), eval_backward=True)
+    layer_case("bn2d_relu_eval_backward", BatchNorm2dReLU(3), (4, 3, 5, 6), eval_backward=True)
+
+    # conv2d in its most common form (3x3, stride 1, padding 1: normlab's same-width fast path), no bias;
+    # and a 1x1 conv
+    for tag, conv, shape in [("conv3x3", nn.Conv2d(3, 5, 3, padding=1, bias=False), (2, 3, 6, 7)),
+                             ("conv1x1", nn.Conv2d(4, 3, 1, bias=True), (2, 4, 5, 5))]:
+        x = torch.randn(*shape, requires_grad=True)
+        y = conv(x)
+        g = torch.randn_like(y)
+        y.backward(g)
+        tensors = [("x", x), ("w", conv.weight), ("g", g), ("y", y), ("dx", x.grad), ("dw", conv.weight.grad)]
+        if conv.bias is not None:
+            tensors += [("b", conv.bias), ("db", conv.bias.grad)]
+        for n, t in tensors:
+            save(f"{tag}_{n}", t)
+
+    # the 2x2, stride-2 max pool (normlab's fast path)
+    x = torch.randn(2, 3, 6, 8, requires_grad=True)
+    y = F.max_pool2d(x, 2)
+    g = torch.randn_like(y)
+    y.backward(g)
+    for n, t in [("x", x), ("g", g), ("y", y), ("dx", x.grad)]:
+        save("maxpool2_" + n, t)
 
 
 if __name__ == "__main__":
