@@ -200,15 +200,24 @@ Tensor as_stats(const Tensor& buffer, int64_t times = 1) {
   return b.reshape({1, b.numel()}).expand({times, b.numel()}).contiguous().reshape({times * b.numel()});
 }
 
-// running ← (1 − factor)·running + factor·value, computed in float64, written in the buffer's dtype.
+// running ← (1 − factor)·running + factor·value, computed in float64, written in the buffer's dtype (one
+// rounding), in place.
 void blend_into(const Tensor& running, const Tensor& value64, double factor) {
   NoGradGuard no_record;
-  Tensor r = running.detach().to(kFloat64).contiguous();
-  double* pr = r.data<double>();
-  const double* pv = value64.data<double>();
-  for (int64_t i = 0; i < r.numel(); ++i) pr[i] = (1.0 - factor) * pr[i] + factor * pv[i];
   Tensor target = running.detach();
-  target.copy_(r.reshape(running.shape()));
+  if (!target.is_contiguous()) {  // a strided view (functional batch_norm): blend a copy, write it back
+    Tensor copy = target.contiguous();
+    blend_into(copy, value64, factor);
+    target.copy_(copy);
+    return;
+  }
+  const double* pv = value64.data<double>();
+  visit_floating(target.dtype(), "batch_norm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* pr = target.data<T>();
+    for (int64_t i = 0; i < target.numel(); ++i)
+      pr[i] = static_cast<T>((1.0 - factor) * static_cast<double>(pr[i]) + factor * pv[i]);
+  });
 }
 
 // Elementwise a·scale over a float64 vector.

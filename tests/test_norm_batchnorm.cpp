@@ -106,6 +106,31 @@ TEST_CASE("BatchNorm2d: running statistics after several steps follow the exact 
   CHECK(bn.num_batches_tracked.item() == 4);
 }
 
+TEST_CASE("batch_norm: running statistics in strided views and in float64 are updated like contiguous ones",
+          "[norm][batchnorm]") {
+  Generator gen(22);
+  const Tensor x = randn({6, 3, 2, 2}, kFloat32, &gen, 1.0, 2.0);
+  Tensor rm = zeros({3}), rv = ones({3});
+  batch_norm(x, rm, rv, Tensor(), Tensor(), true, 0.2, 1e-5);
+  // Column 0 of a (3, 2) buffer: a view with stride 2 that the update must write through.
+  Tensor mean_store = full({3, 2}, 7.0), var_store = full({3, 2}, 7.0);
+  mean_store.select(1, 0).zero_();
+  var_store.select(1, 0).fill_(1.0);
+  Tensor rm_view = mean_store.select(1, 0), rv_view = var_store.select(1, 0);
+  REQUIRE_FALSE(rm_view.is_contiguous());
+  batch_norm(x, rm_view, rv_view, Tensor(), Tensor(), true, 0.2, 1e-5);
+  CHECK(allclose(rm_view.contiguous(), rm, 0, 0));
+  CHECK(allclose(rv_view.contiguous(), rv, 0, 0));
+  CHECK(allclose(mean_store.select(1, 1).contiguous(), full({3}, 7.0), 0, 0));  // the other column untouched
+  CHECK(allclose(var_store.select(1, 1).contiguous(), full({3}, 7.0), 0, 0));
+  // float64 buffers get the same update without the rounding to float32.
+  Tensor rm64 = zeros({3}, kFloat64), rv64 = ones({3}, kFloat64);
+  batch_norm(x, rm64, rv64, Tensor(), Tensor(), true, 0.2, 1e-5);
+  CHECK(allclose(rm64.to(kFloat32), rm, 0, 0));
+  CHECK(allclose(rv64.to(kFloat32), rv, 0, 0));
+  CHECK(max(abs(sub(rm64, rm.to(kFloat64)))).item() > 0);  // float64 keeps bits that float32 rounds away
+}
+
 TEST_CASE("BatchNorm1d: momentum None is the cumulative average of the batch statistics",
           "[norm][batchnorm]") {
   Generator gen(22);
