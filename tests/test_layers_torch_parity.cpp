@@ -158,6 +158,19 @@ TEST_CASE("PyTorch parity: the backward of BatchNorm in eval mode (constant stat
               true);
 }
 
+// PyTorch has no Ghost BatchNorm: make_fixtures.py applies BatchNorm2d to each virtual batch in turn, which
+// is how docs/normalization.md defines normlab's (running statistics updated once per virtual batch, in
+// order).
+TEST_CASE("PyTorch parity: GhostBatchNorm equals BatchNorm2d on each virtual batch in turn",
+          "[parity][norm]") {
+  GhostBatchNorm ghost(3, 2);
+  check_layer(ghost, "ghost_bn2d", {"weight", "bias"}, {"running_mean", "running_var"});
+  BatchNormOptions cma;
+  cma.momentum = std::nullopt;
+  GhostBatchNorm ghost_cma(3, 3, cma);
+  check_layer(ghost_cma, "ghost_bn2d_cma", {"weight", "bias"}, {"running_mean", "running_var"});
+}
+
 TEST_CASE("PyTorch parity: conv2d 3x3 with padding 1 and no bias, and 1x1", "[parity][conv]") {
   for (const std::string tag : {"conv3x3", "conv1x1"}) {
     INFO(tag);

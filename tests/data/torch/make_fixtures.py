@@ -50,6 +50,21 @@ class BatchNorm2dReLUMaxPool(nn.BatchNorm2d):
         return F.max_pool2d(F.relu(super().forward(x)), 2)
 
 
+class GhostBatchNorm2d(nn.BatchNorm2d):
+    """Ghost BatchNorm as normlab defines it (docs/normalization.md): in training, plain BatchNorm2d on each
+    run of V consecutive samples in turn, so the running statistics are updated once per virtual batch, in
+    order (what training on the small batches one after the other would do). Eval: plain BatchNorm2d."""
+
+    def __init__(self, num_features, virtual_batch_size, **kw):
+        super().__init__(num_features, **kw)
+        self.virtual_batch_size = virtual_batch_size
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        return torch.cat([super(GhostBatchNorm2d, self).forward(c) for c in x.split(self.virtual_batch_size)])
+
+
 def layer_case(prefix, layer, shape, steps=3, out_shape=None, eval_backward=False):
     """Train-mode forward/backward for `steps` batches (running stats evolve), then an eval forward.
     out_shape: the output's shape when it differs from the input's (the upstream gradient has it).
@@ -187,6 +202,10 @@ def main():
     y.backward(g)
     for n, t in [("x", x), ("g", g), ("y", y), ("dx", x.grad)]:
         save("maxpool2_" + n, t)
+
+    # Ghost BatchNorm against BatchNorm2d applied to each virtual batch in turn
+    layer_case("ghost_bn2d", GhostBatchNorm2d(3, 2), (6, 3, 4, 5))
+    layer_case("ghost_bn2d_cma", GhostBatchNorm2d(3, 3, momentum=None), (6, 3, 4, 5))
 
 
 if __name__ == "__main__":
