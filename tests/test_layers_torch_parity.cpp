@@ -171,6 +171,17 @@ TEST_CASE("PyTorch parity: GhostBatchNorm equals BatchNorm2d on each virtual bat
   check_layer(ghost_cma, "ghost_bn2d_cma", {"weight", "bias"}, {"running_mean", "running_var"});
 }
 
+// Batch Renormalization against make_fixtures.py's version written with PyTorch's autograd (PyTorch has no
+// layer for it), with rmax 1.5 and dmax 0.5 from the first step, so that r and d are clipped.
+TEST_CASE("PyTorch parity: BatchRenorm with r and d clipped, its running mean and std, and eval",
+          "[parity][norm]") {
+  BatchRenormOptions o;
+  o.momentum = 0.1;
+  o.schedule = {[](int64_t) { return 1.5; }, [](int64_t) { return 0.5; }};
+  BatchRenorm renorm(3, o);
+  check_layer(renorm, "batch_renorm", {"weight", "bias"}, {"running_mean", "running_std"});
+}
+
 TEST_CASE("PyTorch parity: conv2d 3x3 with padding 1 and no bias, and 1x1", "[parity][conv]") {
   for (const std::string tag : {"conv3x3", "conv1x1"}) {
     INFO(tag);

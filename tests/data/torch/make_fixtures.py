@@ -65,6 +65,36 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         return torch.cat([super(GhostBatchNorm2d, self).forward(c) for c in x.split(self.virtual_batch_size)])
 
 
+class BatchRenorm2dReference(nn.Module):
+    """Batch Renormalization (Ioffe 2017) written out with PyTorch's autograd, with constant rmax and dmax:
+    x_hat = (x − μ_B)/σ_B · r + d, r = clip(σ_B/σ, 1/rmax, rmax), d = clip((μ_B − μ)/σ, −dmax, dmax), r and d
+    constants for the gradient; σ_B = sqrt(biased var + eps); then μ += α(μ_B − μ), σ += α(σ_B − σ).
+    Eval: (x − μ)/σ. The running σ includes eps, as normlab's running_std does."""
+
+    def __init__(self, num_features, rmax, dmax, momentum, eps=1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_std", torch.ones(num_features))
+        self.rmax, self.dmax, self.momentum, self.eps = rmax, dmax, momentum, eps
+
+    def forward(self, x):
+        shape = (1, -1, 1, 1)
+        if not self.training:
+            x_hat = (x - self.running_mean.view(shape)) / self.running_std.view(shape)
+        else:
+            mean = x.mean(dim=(0, 2, 3))
+            std = torch.sqrt(x.var(dim=(0, 2, 3), unbiased=False) + self.eps)
+            r = (std / self.running_std).clamp(1 / self.rmax, self.rmax).detach()
+            d = ((mean - self.running_mean) / self.running_std).clamp(-self.dmax, self.dmax).detach()
+            x_hat = (x - mean.view(shape)) / std.view(shape) * r.view(shape) + d.view(shape)
+            with torch.no_grad():
+                self.running_mean += self.momentum * (mean - self.running_mean)
+                self.running_std += self.momentum * (std - self.running_std)
+        return x_hat * self.weight.view(shape) + self.bias.view(shape)
+
+
 def layer_case(prefix, layer, shape, steps=3, out_shape=None, eval_backward=False):
     """Train-mode forward/backward for `steps` batches (running stats evolve), then an eval forward.
     out_shape: the output's shape when it differs from the input's (the upstream gradient has it).
@@ -206,6 +236,9 @@ def main():
     # Ghost BatchNorm against BatchNorm2d applied to each virtual batch in turn
     layer_case("ghost_bn2d", GhostBatchNorm2d(3, 2), (6, 3, 4, 5))
     layer_case("ghost_bn2d_cma", GhostBatchNorm2d(3, 3, momentum=None), (6, 3, 4, 5))
+
+    # Batch Renormalization with r and d clipped (the inputs' mean 3 and std 2 are far from μ = 0, σ = 1)
+    layer_case("batch_renorm", BatchRenorm2dReference(3, rmax=1.5, dmax=0.5, momentum=0.1), (4, 3, 5, 6))
 
 
 if __name__ == "__main__":
