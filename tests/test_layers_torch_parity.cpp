@@ -182,6 +182,17 @@ TEST_CASE("PyTorch parity: BatchRenorm with r and d clipped, its running mean an
   check_layer(renorm, "batch_renorm", {"weight", "bias"}, {"running_mean", "running_std"});
 }
 
+// RMSNorm against PyTorch 2.4's definition written out in make_fixtures.py (1.13 has no nn.RMSNorm).
+TEST_CASE("PyTorch parity: RMSNorm, with an explicit eps and with the dtype's machine epsilon",
+          "[parity][norm]") {
+  RMSNormOptions o;
+  o.eps = 1e-5;
+  RMSNorm rms(Shape{3, 4}, o);
+  check_layer(rms, "rmsnorm", {"weight"}, {});
+  RMSNorm rms_default(Shape{6});
+  check_layer(rms_default, "rmsnorm_default_eps", {"weight"}, {});
+}
+
 TEST_CASE("PyTorch parity: conv2d 3x3 with padding 1 and no bias, and 1x1", "[parity][conv]") {
   for (const std::string tag : {"conv3x3", "conv1x1"}) {
     INFO(tag);

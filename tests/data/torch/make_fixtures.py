@@ -95,6 +95,22 @@ class BatchRenorm2dReference(nn.Module):
         return x_hat * self.weight.view(shape) + self.bias.view(shape)
 
 
+class RMSNormReference(nn.Module):
+    """RMSNorm as PyTorch 2.4's nn.RMSNorm defines it (1.13 has none): y = x / sqrt(mean(x²) + eps) · γ over
+    the trailing dims normalized_shape; eps=None is the machine epsilon of x's dtype."""
+
+    def __init__(self, normalized_shape, eps=None):
+        super().__init__()
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(self.normalized_shape))
+
+    def forward(self, x):
+        dims = tuple(range(-len(self.normalized_shape), 0))
+        eps = torch.finfo(x.dtype).eps if self.eps is None else self.eps
+        return x * torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps) * self.weight
+
+
 def layer_case(prefix, layer, shape, steps=3, out_shape=None, eval_backward=False):
     """Train-mode forward/backward for `steps` batches (running stats evolve), then an eval forward.
     out_shape: the output's shape when it differs from the input's (the upstream gradient has it).
@@ -239,6 +255,10 @@ def main():
 
     # Batch Renormalization with r and d clipped (the inputs' mean 3 and std 2 are far from μ = 0, σ = 1)
     layer_case("batch_renorm", BatchRenorm2dReference(3, rmax=1.5, dmax=0.5, momentum=0.1), (4, 3, 5, 6))
+
+    # RMSNorm with an explicit eps and with the default (float64's machine epsilon here)
+    layer_case("rmsnorm", RMSNormReference((3, 4), eps=1e-5), (5, 3, 4))
+    layer_case("rmsnorm_default_eps", RMSNormReference((6,)), (4, 2, 6))
 
 
 if __name__ == "__main__":
