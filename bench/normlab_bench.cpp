@@ -192,9 +192,10 @@ std::function<void()> mlp_gemms_only(int64_t B) {
       Layer& l = (*layers)[i];
       const Tensor& layer_input = i == 0 ? *x : (*layers)[i - 1].y;
       kernels::GemmArgs dx_args, dw_args;
-      if (i > 0)
-        dx_args = {false, false, B, l.in, l.out, 1.0, l.dy, 0, l.out, l.w, 0, l.in, 0.0, (*dx_buffers)[i - 1],
-                   0,     l.in};
+      if (i > 0) {
+        Tensor& dx = (*dx_buffers)[i - 1];
+        dx_args = {false, false, B, l.in, l.out, 1.0, l.dy, 0, l.out, l.w, 0, l.in, 0.0, dx, 0, l.in};
+      }
       dw_args = {true, false, l.out, l.in, B, 1.0, l.dy, 0, l.out, layer_input, 0, l.in, 0.0, l.dw, 0, l.in};
       kernels::gemm_pair(dx_args, dw_args);
     }
