@@ -14,7 +14,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <tuple>
 #include <type_traits>
@@ -597,6 +599,15 @@ ReluMask<T> relu_mask_of(double m, double a, double b) {
   return a > 0 ? ReluMask<T>{T(1), t} : ReluMask<T>{T(-1), -t};
 }
 
+// pass ? v : 0 without a branch. The ReLU's mask is as good as random, so a branch on it mispredicts about
+// every other time. The fused pool's backward routes one gradient per window this way; with the branch GCC
+// 12 emitted, its backward on [64,32,28,28] took 0.78 ms, without it 0.70 ms ([64,64,14,14]: 0.42 → 0.37).
+template <class T>
+T select_or_zero(bool pass, T v) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  return std::bit_cast<T>(std::bit_cast<Bits>(v) & (Bits{0} - static_cast<Bits>(pass)));
+}
+
 // out = dy where x passes the mask, else 0.
 template <class T>
 void mask_run(const T* x, const T* dy, int64_t n, const ReluMask<T>& mask, T* out) {
@@ -1149,7 +1160,7 @@ void backward_impl(const NormLayout& l, const NormStats& st, const T* px, const 
         std::fill(d, d + n, T(0));
         for (int64_t o = 0; o < out_plane; ++o) {
           const int64_t i = pool_argmax[out_at + o];
-          d[i] = mask.sign * px[at + i] > mask.cut ? pdy[out_at + o] : T(0);
+          d[i] = select_or_zero(mask.sign * px[at + i] > mask.cut, pdy[out_at + o]);
         }
         add_grad_sums(px + at, d, n, m, lanes);
         return;
