@@ -17,7 +17,7 @@
 #include "layers/conv.h"
 #include "layers/normalization.h"
 #include "layers/pooling.h"
-#include "batch_norm_gradcheck.h"
+#include "batch_norm_fused_checks.h"
 #include "test_util.h"
 
 using namespace nl;
@@ -172,24 +172,9 @@ TEST_CASE("BatchNorm2d(fused_max_pool) trains like BatchNorm2d, ReLU and MaxPool
   ReLU relu_layer;
   MaxPool2d pool_layer(2);
   CHECK(fused.describe().find("fused_relu=true, fused_max_pool=true") != std::string::npos);
-  for (int step = 0; step < 3; ++step) {
-    const Tensor x = randn({5, 3, 6, 6}, kFloat32, &gen, 0.5, 2.0),
-                 dout = randn({5, 3, 3, 3}, kFloat32, &gen);
-    fused.zero_grad();
-    plain.zero_grad();
-    const Tensor y_fused = fused(x), y_plain = pool_layer(relu_layer(plain(x)));
-    y_fused.backward(dout);
-    y_plain.backward(dout);
-    CHECK(allclose(y_fused, y_plain, 0, 0));
-    CHECK(allclose(fused.weight.grad(), plain.weight.grad(), 1e-5, 1e-5));
-    CHECK(allclose(fused.bias.grad(), plain.bias.grad(), 1e-5, 1e-5));
-  }
-  CHECK(allclose(fused.running_mean, plain.running_mean, 0, 0));
-  CHECK(allclose(fused.running_var, plain.running_var, 0, 0));
-  fused.eval();
-  plain.eval();
-  const Tensor x = randn({2, 3, 6, 6}, kFloat32, &gen);
-  CHECK(allclose(fused(x), pool_layer(relu_layer(plain(x))), 0, 0));
+  test::check_trains_like(
+      fused, plain, [&](const Tensor& y) { return pool_layer(relu_layer(y)); }, {5, 3, 6, 6}, {5, 3, 3, 3},
+      gen);
 }
 
 TEST_CASE("fused_max_pool: needs fused_relu and BatchNorm2d", "[norm][batchnorm][pool][errors]") {

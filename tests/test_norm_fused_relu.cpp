@@ -13,7 +13,7 @@
 #include "layers/batchnorm_tools.h"
 #include "layers/conv.h"
 #include "layers/normalization.h"
-#include "batch_norm_gradcheck.h"
+#include "batch_norm_fused_checks.h"
 #include "test_util.h"
 
 using namespace nl;
@@ -87,25 +87,8 @@ TEST_CASE("BatchNorm2d(fused_relu) trains like BatchNorm2d followed by ReLU", "[
   ReLU relu_layer;
   CHECK(fused.describe().find("fused_relu=true") != std::string::npos);
   CHECK(plain.describe().find("fused_relu") == std::string::npos);
-  for (int step = 0; step < 3; ++step) {
-    const Tensor x = randn({5, 3, 4, 4}, kFloat32, &gen, 0.5, 2.0),
-                 dout = randn({5, 3, 4, 4}, kFloat32, &gen);
-    fused.zero_grad();
-    plain.zero_grad();
-    const Tensor y_fused = fused(x), y_plain = relu_layer(plain(x));
-    y_fused.backward(dout);
-    y_plain.backward(dout);
-    CHECK(allclose(y_fused, y_plain, 0, 0));
-    CHECK(allclose(fused.weight.grad(), plain.weight.grad(), 1e-5, 1e-5));
-    CHECK(allclose(fused.bias.grad(), plain.bias.grad(), 1e-5, 1e-5));
-  }
-  CHECK(allclose(fused.running_mean, plain.running_mean, 0, 0));
-  CHECK(allclose(fused.running_var, plain.running_var, 0, 0));
-  CHECK(fused.num_batches_tracked.item() == 3);
-  fused.eval();
-  plain.eval();
-  const Tensor x = randn({2, 3, 4, 4}, kFloat32, &gen);
-  CHECK(allclose(fused(x), relu_layer(plain(x)), 0, 0));
+  test::check_trains_like(
+      fused, plain, [&](const Tensor& y) { return relu_layer(y); }, {5, 3, 4, 4}, {5, 3, 4, 4}, gen);
 }
 
 TEST_CASE("fused_relu: the variants built on other ops refuse it", "[norm][batchnorm][relu]") {
