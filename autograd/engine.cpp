@@ -81,7 +81,7 @@ void Tensor::retain_grad() {
   checked().retains_grad = true;
 }
 
-void Tensor::register_hook(GradHook hook) {
+void Tensor::register_hook(GradHook hook) const {
   check(requires_grad(), "register_hook: tensor does not require grad");
   checked().hooks.push_back(std::move(hook));
 }

@@ -378,6 +378,26 @@ Tensor Tensor::to(DType target) const {
   return record(out, "to", {*this}, [source](const Tensor& g) { return std::vector<Tensor>{g.to(source)}; });
 }
 
+Tensor Tensor::to(Device target) const {
+  if (target == device()) return *this;
+  throw Error(cat_str("to: cannot move a tensor from ", device_name(device()), " to ", device_name(target),
+                      ": this build of normlab has no ", device_name(target), " backend"));
+}
+
+void Tensor::set_data(const Tensor& src) {
+  check(src.defined(), "set_data: the source tensor is undefined");
+  TensorImpl& im = checked();
+  const TensorImpl& from = src.checked();
+  check(!im.requires_grad || is_floating(from.dtype), "set_data: a tensor that requires grad cannot hold ",
+        dtype_name(from.dtype), " data");
+  im.storage = from.storage;
+  im.offset = from.offset;
+  im.shape = from.shape;
+  im.strides = from.strides;
+  im.dtype = from.dtype;
+  if (im.grad && (im.grad->shape != im.shape || im.grad->dtype != im.dtype)) im.grad = nullptr;
+}
+
 Tensor Tensor::detach() const {
   const TensorImpl& im = checked();
   auto out = std::make_shared<TensorImpl>();
@@ -391,7 +411,14 @@ Tensor Tensor::detach() const {
 
 // ---- in-place -------------------------------------------------------------------------------------------
 
+void Tensor::check_inplace_allowed(const char* op) const {
+  check(!(grad_mode_enabled() && requires_grad() && is_leaf()), op,
+        ": a leaf tensor that requires grad is being used in an in-place operation (shape ", shape(),
+        "); update it under NoGradGuard, or update its detach()");
+}
+
 Tensor& Tensor::fill_(double value) {
+  check_inplace_allowed("fill_");
   if (is_contiguous()) {
     kernels::fill(*this, value);
   } else {
@@ -402,6 +429,7 @@ Tensor& Tensor::fill_(double value) {
 }
 
 Tensor& Tensor::copy_(const Tensor& src) {
+  check_inplace_allowed("copy_");
   check(src.numel() == numel() || broadcast_shapes(src.shape(), shape(), "copy_") == shape(),
         "copy_: source ", src.shape(), " does not match destination ", shape());
   Tensor s = src.shape() == shape() ? src : src.reshape(src.numel() == numel() ? shape() : src.shape());
@@ -411,6 +439,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
 }
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  check_inplace_allowed("add_");
   check(other.shape() == shape(), "add_: shape ", other.shape(), " does not match ", shape());
   check(other.dtype() == dtype(), "add_: dtype ", dtype_name(other.dtype()), " does not match ",
         dtype_name(dtype()));
@@ -420,6 +449,7 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
 }
 
 Tensor& Tensor::mul_(double value) {
+  check_inplace_allowed("mul_");
   check(is_contiguous(), "mul_: destination of shape ", shape(), " must be contiguous");
   kernels::unary(kernels::UnaryOp::MulScalar, {value, 0}, *this, *this);
   return *this;

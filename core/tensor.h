@@ -18,6 +18,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/dtype.h"
@@ -107,6 +108,9 @@ class Tensor {
   Tensor contiguous() const;
   Tensor clone() const;
   Tensor to(DType dtype) const;
+  // The tensor on `device`: itself when it is already there; an error naming both devices when this build
+  // cannot reach the device (the CPU-only build has no CUDA backend).
+  Tensor to(Device device) const;
   // Shares the storage, drops the graph: the result does not require grad.
   Tensor detach() const;
 
@@ -121,10 +125,28 @@ class Tensor {
   void backward() const;  // from a one-element tensor: seeds with 1
   void backward(const Tensor& grad_output) const;
   void retain_grad();
-  void register_hook(GradHook hook);
+  // hook(grad) runs when the gradient of this tensor has been summed, before it flows further; a hook that
+  // returns a defined tensor replaces the gradient, one that returns nothing (or an undefined Tensor) only
+  // observes it.
+  void register_hook(GradHook hook) const;
+  template <class F>
+    requires std::is_void_v<std::invoke_result_t<F&, const Tensor&>>
+  void register_hook(F observe) const {
+    register_hook(GradHook([observe = std::move(observe)](const Tensor& g) mutable {
+      observe(g);
+      return Tensor();
+    }));
+  }
+
+  // Makes this tensor hold `src`'s data (storage, shape, strides, dtype), as PyTorch's `param.data = src`:
+  // the handle, its requires_grad flag and its hooks stay, so modules and optimizers that hold it see the new
+  // data. Not recorded. The gradient is kept when its shape and dtype still match, dropped otherwise.
+  // Module::to(dtype) converts parameters with it.
+  void set_data(const Tensor& src);
 
   // ---- in-place updates. They are not recorded: use them on data (optimizer steps, initializers, buffers),
-  // under no_grad or on tensors that do not require grad.
+  // under no_grad or on tensors that do not require grad. As in PyTorch, updating a leaf that requires grad
+  // while grad mode is on is an error (the graph would silently use the new values).
   Tensor& fill_(double value);
   Tensor& zero_() { return fill_(0.0); }
   Tensor& copy_(const Tensor& src);                       // same shape (src may broadcast), converts dtype
@@ -133,6 +155,7 @@ class Tensor {
 
  private:
   TensorImpl& checked() const;
+  void check_inplace_allowed(const char* op) const;
   std::shared_ptr<TensorImpl> impl_;
 };
 
