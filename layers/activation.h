@@ -11,6 +11,8 @@ class ReLU : public Module {
  public:
   Tensor forward(const Tensor& x) override { return relu(x); }
   std::string type_name() const override { return "ReLU"; }
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 class LeakyReLU : public Module {
@@ -20,6 +22,8 @@ class LeakyReLU : public Module {
   std::string type_name() const override { return "LeakyReLU"; }
   std::string describe() const override { return cat_str("LeakyReLU(negative_slope=", negative_slope, ")"); }
   double negative_slope;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // Exact GELU, x·Φ(x).
@@ -27,18 +31,24 @@ class GELU : public Module {
  public:
   Tensor forward(const Tensor& x) override { return gelu(x); }
   std::string type_name() const override { return "GELU"; }
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 class Sigmoid : public Module {
  public:
   Tensor forward(const Tensor& x) override { return sigmoid(x); }
   std::string type_name() const override { return "Sigmoid"; }
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 class Tanh : public Module {
  public:
   Tensor forward(const Tensor& x) override { return tanh(x); }
   std::string type_name() const override { return "Tanh"; }
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // Returns its input: the stand-in where a layer is optional (e.g. "no normalization").
@@ -46,6 +56,8 @@ class Identity : public Module {
  public:
   Tensor forward(const Tensor& x) override { return x; }
   std::string type_name() const override { return "Identity"; }
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 }  // namespace nl

@@ -153,7 +153,7 @@ int64_t recompute_batchnorm_stats(Module& model, const std::function<Tensor()>& 
     for (; used < num_batches; ++used) {
       const Tensor x = next_batch();
       if (!x.defined()) break;
-      model.forward(x);
+      model(x);
     }
   } catch (...) {
     restore();

@@ -16,6 +16,7 @@ Tensor* bias_member(Module& m) {
 struct Found {
   std::string name;
   Tensor* bias;
+  Module* normalization;  // the layer right after, which cancels the bias
 };
 
 std::vector<Found> find(Module& model) {
@@ -26,7 +27,7 @@ std::vector<Found> find(Module& model) {
     for (size_t i = 0; i + 1 < kids.size(); ++i) {
       Tensor* bias = bias_member(*kids[i].second);
       if (bias == nullptr || !bias->defined() || !kids[i + 1].second->cancels_preceding_bias()) continue;
-      out.push_back({(path.empty() ? "" : path + ".") + kids[i].first + ".bias", bias});
+      out.push_back({(path.empty() ? "" : path + ".") + kids[i].first + ".bias", bias, kids[i + 1].second.get()});
     }
   }
   return out;
@@ -43,6 +44,7 @@ std::vector<std::string> biases_before_normalization(Module& model) {
 std::vector<std::string> remove_biases_before_normalization(Module& model) {
   std::vector<std::string> names;
   for (const Found& f : find(model)) {
+    f.normalization->absorb_removed_bias(*f.bias);
     *f.bias = Tensor();
     names.push_back(f.name);
   }

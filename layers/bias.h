@@ -1,7 +1,14 @@
 // Bias omission. A per-channel bias added just before a normalization that subtracts the per-channel mean
-// (BatchNorm, InstanceNorm: Module::cancels_preceding_bias() is true) cancels out exactly: it changes
-// nothing the network computes, only costs parameters and optimizer work. These helpers find such biases and
-// remove them.
+// (BatchNorm, InstanceNorm: Module::cancels_preceding_bias() is true) cancels out exactly in training: it
+// changes nothing the network computes, only costs parameters and optimizer work. These helpers find such
+// biases and remove them.
+//
+// Eval mode subtracts the RUNNING mean instead, and on a trained model that statistic contains the bias: the
+// layer saw x + b, so running_mean ≈ E[x] + b. Removing b alone would shift every eval output by
+// −γ·b/√(running_var + eps). So removal also folds the bias into the statistic (Module::absorb_removed_bias):
+//     running_mean ← running_mean − b        (what fold_batchnorm computes too)
+// after which (x + b) − running_mean_old = x − running_mean_new exactly: train- and eval-mode outputs are
+// unchanged, on a fresh model and on a trained one.
 //
 // "Feeds straight into" means: inside a Sequential, a Linear or Conv2d immediately followed by a module whose
 // cancels_preceding_bias() is true. Removing sets the layer's bias member to an undefined Tensor; the module

@@ -63,6 +63,8 @@ class Conv2d : public Module {
   Conv2dOptions options;
   Tensor weight;  // (OC, C/groups, k, k)
   Tensor bias;    // (OC); undefined when the layer has no bias (see layers/bias.h)
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 }  // namespace nl

@@ -68,14 +68,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       });
 }
 
-Linear::Linear(int64_t in, int64_t out, bool with_bias, DType dtype, Generator* gen)
-    : in_features(in), out_features(out) {
+Linear::Linear(int64_t in, int64_t out, const LinearOptions& options) : in_features(in), out_features(out) {
   check(in > 0 && out > 0, "Linear: in_features and out_features must be positive, got ", in, " and ", out);
-  weight = empty({out, in}, dtype);
-  if (with_bias) bias = empty({out}, dtype);
-  init::default_layer_init_(weight, bias, gen);
+  check(is_floating(options.dtype), "Linear: dtype must be float32 or float64, got ",
+        dtype_name(options.dtype));
+  weight = empty({out, in}, options.dtype);
+  if (options.bias) bias = empty({out}, options.dtype);
+  init::default_layer_init_(weight, bias, options.generator);
   weight.requires_grad_();
-  if (with_bias) bias.requires_grad_();
+  if (options.bias) bias.requires_grad_();
   register_parameter("weight", &weight);
   register_parameter("bias", &bias);
 }

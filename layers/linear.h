@@ -16,12 +16,21 @@ namespace nl {
 // The functional form; bias may be an undefined Tensor.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
+struct LinearOptions {
+  bool bias = true;
+  DType dtype = kFloat32;
+  Generator* generator = nullptr;  // for the initial weights; null = the default generator
+};
+
 class Linear : public Module {
  public:
-  // Weight and bias are initialized as PyTorch's (layers/init.h: default_layer_init_), from `gen` or the
-  // default generator.
+  // Weight and bias are initialized as PyTorch's (layers/init.h: default_layer_init_), from the options'
+  // generator or the default one. Linear(784, 512, {.bias = false, .dtype = kFloat64}).
+  Linear(int64_t in_features, int64_t out_features, const LinearOptions& options);
+  // The short form.
   Linear(int64_t in_features, int64_t out_features, bool bias = true, DType dtype = kFloat32,
-         Generator* gen = nullptr);
+         Generator* gen = nullptr)
+      : Linear(in_features, out_features, LinearOptions{.bias = bias, .dtype = dtype, .generator = gen}) {}
 
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "Linear"; }
@@ -30,6 +39,8 @@ class Linear : public Module {
   int64_t in_features, out_features;
   Tensor weight;  // (out, in)
   Tensor bias;    // (out); undefined when the layer has no bias (see layers/bias.h)
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 }  // namespace nl

@@ -33,6 +33,19 @@ void check_channels(const std::string& layer, const Tensor& x, int64_t expected)
 
 void add_count(Tensor& counter, int64_t by) { counter.fill_(counter.item() + static_cast<double>(by)); }
 
+void check_dtype(const std::string& layer, DType dtype) {
+  check(is_floating(dtype), layer, ": dtype must be float32 or float64, got ", dtype_name(dtype));
+}
+
+// running_mean −= bias: the statistic then describes the layer's input without the removed bias.
+void subtract_from_running_mean(const std::string& layer, Tensor& running_mean, const Tensor& bias) {
+  if (!running_mean.defined()) return;
+  check(bias.shape() == running_mean.shape(), layer, ": the removed bias has shape ", bias.shape(),
+        " but the running mean has shape ", running_mean.shape());
+  NoGradGuard no_record;
+  running_mean.copy_(sub(running_mean, bias.detach().to(running_mean.dtype())));
+}
+
 }  // namespace
 
 // ---- BatchNorm
@@ -52,13 +65,14 @@ BatchNorm::BatchNorm(int64_t num_features, BatchNormOptions options, std::string
         ": fused_max_pool is only available for BatchNorm2d");
   check(!options.fused_max_pool || options.fused_relu, type_name_,
         ": fused_max_pool pools the fused ReLU's output, so it needs fused_relu");
+  check_dtype(type_name_, options.dtype);
   if (options.affine) {
-    weight = ones({num_features}).requires_grad_();
-    bias = zeros({num_features}).requires_grad_();
+    weight = ones({num_features}, options.dtype).requires_grad_();
+    bias = zeros({num_features}, options.dtype).requires_grad_();
   }
   if (options.track_running_stats) {
-    running_mean = zeros({num_features});
-    running_var = ones({num_features});
+    running_mean = zeros({num_features}, options.dtype);
+    running_var = ones({num_features}, options.dtype);
     num_batches_tracked = zeros({}, kInt64);
   }
   register_parameter("weight", &weight);
@@ -84,6 +98,8 @@ void BatchNorm::check_input(const Tensor& x) const {
         "-D input of shape ", x.shape());
   check_channels(type_name_, x, num_features_);
 }
+
+void BatchNorm::absorb_removed_bias(const Tensor& b) { subtract_from_running_mean(type_name_, running_mean, b); }
 
 void BatchNorm::set_momentum(std::optional<double> momentum) {
   check(!momentum || (*momentum >= 0 && *momentum <= 1), type_name_, ": momentum must be in [0, 1], got ",
@@ -196,12 +212,13 @@ BatchRenorm::BatchRenorm(int64_t num_features, BatchRenormOptions options)
         "BatchRenorm: the schedule needs both rmax and dmax");
   check(options_.momentum >= 0 && options_.momentum <= 1, "BatchRenorm: momentum must be in [0, 1], got ",
         options_.momentum);
+  check_dtype("BatchRenorm", options_.dtype);
   if (options_.affine) {
-    weight = ones({num_features}).requires_grad_();
-    bias = zeros({num_features}).requires_grad_();
+    weight = ones({num_features}, options_.dtype).requires_grad_();
+    bias = zeros({num_features}, options_.dtype).requires_grad_();
   }
-  running_mean = zeros({num_features});
-  running_std = ones({num_features});
+  running_mean = zeros({num_features}, options_.dtype);
+  running_std = ones({num_features}, options_.dtype);
   num_batches_tracked = zeros({}, kInt64);
   register_parameter("weight", &weight);
   register_parameter("bias", &bias);
@@ -216,6 +233,8 @@ std::string BatchRenorm::describe() const {
                  ", step=", static_cast<int64_t>(num_batches_tracked.item()), ", rmax=", current_rmax(),
                  ", dmax=", current_dmax(), ")");
 }
+
+void BatchRenorm::absorb_removed_bias(const Tensor& b) { subtract_from_running_mean("BatchRenorm", running_mean, b); }
 
 double BatchRenorm::current_rmax() const {
   return options_.schedule.rmax(static_cast<int64_t>(num_batches_tracked.item()));
@@ -243,13 +262,15 @@ Tensor BatchRenorm::forward(const Tensor& x) {
 // ---- FrozenBatchNorm
 // ----------------------------------------------------------------------------------------------
 
-FrozenBatchNorm::FrozenBatchNorm(int64_t num_features, double eps) : num_features_(num_features), eps_(eps) {
+FrozenBatchNorm::FrozenBatchNorm(int64_t num_features, FrozenBatchNormOptions options)
+    : num_features_(num_features), eps_(options.eps) {
   check_positive("FrozenBatchNorm", "num_features", num_features);
-  check(eps >= 0, "FrozenBatchNorm: eps must be >= 0, got ", eps);
-  weight = ones({num_features});
-  bias = zeros({num_features});
-  running_mean = zeros({num_features});
-  running_var = ones({num_features});
+  check(options.eps >= 0, "FrozenBatchNorm: eps must be >= 0, got ", options.eps);
+  check_dtype("FrozenBatchNorm", options.dtype);
+  weight = ones({num_features}, options.dtype);
+  bias = zeros({num_features}, options.dtype);
+  running_mean = zeros({num_features}, options.dtype);
+  running_var = ones({num_features}, options.dtype);
   register_buffer("weight", &weight);
   register_buffer("bias", &bias);
   register_buffer("running_mean", &running_mean);
@@ -259,7 +280,8 @@ FrozenBatchNorm::FrozenBatchNorm(int64_t num_features, double eps) : num_feature
 std::shared_ptr<FrozenBatchNorm> FrozenBatchNorm::from(const BatchNorm& bn) {
   check(bn.running_mean.defined(), "FrozenBatchNorm::from: ", bn.type_name(),
         " has no running statistics (track_running_stats=false)");
-  auto frozen = std::make_shared<FrozenBatchNorm>(bn.num_features(), bn.options().eps);
+  auto frozen = std::make_shared<FrozenBatchNorm>(
+      bn.num_features(), FrozenBatchNormOptions{.eps = bn.options().eps, .dtype = bn.running_mean.dtype()});
   NoGradGuard no_record;
   frozen->running_mean.copy_(bn.running_mean);
   frozen->running_var.copy_(bn.running_var);
@@ -293,13 +315,14 @@ InstanceNorm::InstanceNorm(int64_t num_features, InstanceNormOptions options, st
   check(options.eps >= 0, type_name_, ": eps must be >= 0, got ", options.eps);
   check(options.momentum >= 0 && options.momentum <= 1, type_name_, ": momentum must be in [0, 1], got ",
         options.momentum);
+  check_dtype(type_name_, options.dtype);
   if (options.affine) {
-    weight = ones({num_features}).requires_grad_();
-    bias = zeros({num_features}).requires_grad_();
+    weight = ones({num_features}, options.dtype).requires_grad_();
+    bias = zeros({num_features}, options.dtype).requires_grad_();
   }
   if (options.track_running_stats) {
-    running_mean = zeros({num_features});
-    running_var = ones({num_features});
+    running_mean = zeros({num_features}, options.dtype);
+    running_var = ones({num_features}, options.dtype);
   }
   register_parameter("weight", &weight);
   register_parameter("bias", &bias);
@@ -312,6 +335,8 @@ std::string InstanceNorm::describe() const {
                  ", affine=", bool_str(options_.affine),
                  ", track_running_stats=", bool_str(options_.track_running_stats), ")");
 }
+
+void InstanceNorm::absorb_removed_bias(const Tensor& b) { subtract_from_running_mean(type_name_, running_mean, b); }
 
 Tensor InstanceNorm::forward(const Tensor& x) {
   const int64_t batched = spatial_dims_ + 2;
@@ -339,9 +364,10 @@ GroupNorm::GroupNorm(int64_t num_groups, int64_t num_channels, GroupNormOptions 
   check(num_channels % num_groups == 0, "GroupNorm: num_groups ", num_groups,
         " does not divide num_channels ", num_channels);
   check(options.eps >= 0, "GroupNorm: eps must be >= 0, got ", options.eps);
+  check_dtype("GroupNorm", options.dtype);
   if (options.affine) {
-    weight = ones({num_channels}).requires_grad_();
-    bias = zeros({num_channels}).requires_grad_();
+    weight = ones({num_channels}, options.dtype).requires_grad_();
+    bias = zeros({num_channels}, options.dtype).requires_grad_();
   }
   register_parameter("weight", &weight);
   register_parameter("bias", &bias);
@@ -367,9 +393,10 @@ LayerNorm::LayerNorm(Shape normalized_shape, LayerNormOptions options)
   check(!normalized_shape_.empty() && numel_of(normalized_shape_) > 0,
         "LayerNorm: normalized_shape must be non-empty with positive sizes, got ", normalized_shape_);
   check(options.eps >= 0, "LayerNorm: eps must be >= 0, got ", options.eps);
+  check_dtype("LayerNorm", options.dtype);
   if (options.elementwise_affine) {
-    weight = ones(normalized_shape_).requires_grad_();
-    if (options.bias) bias = zeros(normalized_shape_).requires_grad_();
+    weight = ones(normalized_shape_, options.dtype).requires_grad_();
+    if (options.bias) bias = zeros(normalized_shape_, options.dtype).requires_grad_();
   }
   register_parameter("weight", &weight);
   register_parameter("bias", &bias);
@@ -393,7 +420,8 @@ RMSNorm::RMSNorm(Shape normalized_shape, RMSNormOptions options)
   check(!normalized_shape_.empty() && numel_of(normalized_shape_) > 0,
         "RMSNorm: normalized_shape must be non-empty with positive sizes, got ", normalized_shape_);
   check(!options.eps || *options.eps >= 0, "RMSNorm: eps must be >= 0, got ", options.eps.value_or(0));
-  if (options.elementwise_affine) weight = ones(normalized_shape_).requires_grad_();
+  check_dtype("RMSNorm", options.dtype);
+  if (options.elementwise_affine) weight = ones(normalized_shape_, options.dtype).requires_grad_();
   register_parameter("weight", &weight);
 }
 

@@ -43,13 +43,14 @@ struct BatchNormOptions {
   // same kernel (batch_norm_relu_max_pool2d). The layer's output is then max_pool2d(relu(BN(x)), 2), of shape
   // (N, C, H/2, W/2), and neither the full-size output nor its gradient is stored.
   bool fused_max_pool = false;
+  DType dtype = kFloat32;  // of the parameters and running statistics (Module::to converts later)
 };
 
 // The BatchNorm family's shared state and behaviour; BatchNorm1d/2d and the variants below fix the ranks.
 class BatchNorm : public Module {
  public:
   Tensor weight, bias;               // (C), when affine
-  Tensor running_mean, running_var;  // (C), float32, init 0 and 1, when track_running_stats
+  Tensor running_mean, running_var;  // (C), init 0 and 1, when track_running_stats
   Tensor num_batches_tracked;        // int64 scalar: training steps that updated the running statistics
 
   BatchNorm(int64_t num_features, BatchNormOptions options, std::string type_name,
@@ -59,6 +60,7 @@ class BatchNorm : public Module {
   std::string type_name() const override { return type_name_; }
   std::string describe() const override;
   bool cancels_preceding_bias() const override { return true; }
+  void absorb_removed_bias(const Tensor& bias) override;
 
   // Freeze the running statistics without freezing γ and β: in training mode the layer still normalizes
   // with the batch statistics (and gradients flow through them), but running_mean, running_var and
@@ -89,18 +91,24 @@ class BatchNorm : public Module {
   std::string type_name_;
   std::vector<int64_t> accepted_ranks_;
   bool running_stats_frozen_ = false;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // (N, C) or (N, C, L).
 class BatchNorm1d : public BatchNorm {
  public:
   explicit BatchNorm1d(int64_t num_features, BatchNormOptions options = {});
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // (N, C, H, W).
 class BatchNorm2d : public BatchNorm {
  public:
   explicit BatchNorm2d(int64_t num_features, BatchNormOptions options = {});
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // Ghost BatchNorm: in training, each run of virtual_batch_size consecutive samples is normalized with its
@@ -117,6 +125,8 @@ class GhostBatchNorm : public BatchNorm {
 
  private:
   int64_t virtual_batch_size_;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // The "noisy BatchNorm" of Santurkar et al. 2018: in training only, after BatchNorm (after γ, β), every
@@ -145,6 +155,8 @@ class NoisyBatchNorm : public BatchNorm {
   NoiseOptions noise_;
   Generator generator_;
   double last_mean_ = 0, last_std_ = 0;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // ---- Batch Renormalization
@@ -167,6 +179,7 @@ struct BatchRenormOptions {
   double momentum = kBatchRenormDefaultMomentum;  // rate of the running μ and σ updates
   bool affine = true;
   RenormSchedule schedule = batch_renorm_paper_schedule();
+  DType dtype = kFloat32;  // of the parameters and running statistics (Module::to converts later)
 };
 
 // Training: batch_renorm with rmax = schedule.rmax(step), dmax = schedule.dmax(step), step =
@@ -183,6 +196,7 @@ class BatchRenorm : public Module {
   std::string type_name() const override { return "BatchRenorm"; }
   std::string describe() const override;
   bool cancels_preceding_bias() const override { return true; }
+  void absorb_removed_bias(const Tensor& bias) override;
   // rmax and dmax the next training forward will use.
   double current_rmax() const;
   double current_dmax() const;
@@ -190,6 +204,8 @@ class BatchRenorm : public Module {
  private:
   int64_t num_features_;
   BatchRenormOptions options_;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // ---- FrozenBatchNorm
@@ -197,11 +213,17 @@ class BatchRenorm : public Module {
 
 // y = weight·(x − running_mean)/sqrt(running_var + eps) + bias in every mode, never updated. All four are
 // buffers (nothing for the optimizer); the input still gets its gradient. Accepts ranks 2 to 4.
+struct FrozenBatchNormOptions {
+  double eps = kNormDefaultEps;
+  DType dtype = kFloat32;  // of the four buffers
+};
+
 class FrozenBatchNorm : public Module {
  public:
   Tensor weight, bias, running_mean, running_var;
 
-  explicit FrozenBatchNorm(int64_t num_features, double eps = kNormDefaultEps);
+  explicit FrozenBatchNorm(int64_t num_features, FrozenBatchNormOptions options = {});
+  FrozenBatchNorm(int64_t num_features, double eps) : FrozenBatchNorm(num_features, {.eps = eps}) {}
   // A frozen copy of a trained BatchNorm's statistics and affine (γ = 1, β = 0 when it has none).
   static std::shared_ptr<FrozenBatchNorm> from(const BatchNorm& bn);
   Tensor forward(const Tensor& x) override;
@@ -212,6 +234,8 @@ class FrozenBatchNorm : public Module {
  private:
   int64_t num_features_;
   double eps_;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // ---- InstanceNorm
@@ -222,6 +246,7 @@ struct InstanceNormOptions {
   double momentum = kInstanceNormDefaultMomentum;
   bool affine = false;               // PyTorch's default
   bool track_running_stats = false;  // PyTorch's default; when true, eval uses the running statistics
+  DType dtype = kFloat32;  // of the parameters and running statistics (Module::to converts later)
 };
 
 class InstanceNorm : public Module {
@@ -234,23 +259,30 @@ class InstanceNorm : public Module {
   std::string type_name() const override { return type_name_; }
   std::string describe() const override;
   bool cancels_preceding_bias() const override { return true; }
+  void absorb_removed_bias(const Tensor& bias) override;
 
  private:
   int64_t num_features_;
   InstanceNormOptions options_;
   std::string type_name_;
   int64_t spatial_dims_;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // (N, C, L), or (C, L) unbatched.
 class InstanceNorm1d : public InstanceNorm {
  public:
   explicit InstanceNorm1d(int64_t num_features, InstanceNormOptions options = {});
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 // (N, C, H, W), or (C, H, W) unbatched.
 class InstanceNorm2d : public InstanceNorm {
  public:
   explicit InstanceNorm2d(int64_t num_features, InstanceNormOptions options = {});
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // ---- GroupNorm, LayerNorm, RMSNorm (same in train and eval)
@@ -259,6 +291,7 @@ class InstanceNorm2d : public InstanceNorm {
 struct GroupNormOptions {
   double eps = kNormDefaultEps;
   bool affine = true;
+  DType dtype = kFloat32;  // of the parameters and running statistics (Module::to converts later)
 };
 
 // (N, C, *); an error at construction when num_groups does not divide num_channels.
@@ -276,12 +309,15 @@ class GroupNorm : public Module {
  private:
   int64_t num_groups_, num_channels_;
   GroupNormOptions options_;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 struct LayerNormOptions {
   double eps = kNormDefaultEps;
   bool elementwise_affine = true;
   bool bias = true;  // PyTorch 2.x: elementwise_affine with bias=false learns only the weight
+  DType dtype = kFloat32;  // of the parameters and running statistics (Module::to converts later)
 };
 
 class LayerNorm : public Module {
@@ -296,11 +332,14 @@ class LayerNorm : public Module {
  private:
   Shape normalized_shape_;
   LayerNormOptions options_;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 struct RMSNormOptions {
-  std::optional<double> eps;  // nullopt: the machine epsilon of the input's dtype
+  std::optional<double> eps = std::nullopt;  // nullopt: the machine epsilon of the input's dtype
   bool elementwise_affine = true;
+  DType dtype = kFloat32;  // of the parameters and running statistics (Module::to converts later)
 };
 
 class RMSNorm : public Module {
@@ -315,6 +354,8 @@ class RMSNorm : public Module {
  private:
   Shape normalized_shape_;
   RMSNormOptions options_;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 }  // namespace nl

@@ -32,6 +32,8 @@ class MaxPool2d : public Module {
   std::string type_name() const override { return "MaxPool2d"; }
   std::string describe() const override;
   int64_t kernel_size, stride, padding;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 class AvgPool2d : public Module {
@@ -43,6 +45,8 @@ class AvgPool2d : public Module {
   std::string describe() const override;
   int64_t kernel_size, stride, padding;
   bool count_include_pad;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 class AdaptiveAvgPool2d : public Module {
@@ -53,6 +57,8 @@ class AdaptiveAvgPool2d : public Module {
   std::string type_name() const override { return "AdaptiveAvgPool2d"; }
   std::string describe() const override;
   int64_t out_h, out_w;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // (N, C, H, W) → (N, C): the mean of each channel plane.
@@ -60,6 +66,8 @@ class GlobalAvgPool2d : public Module {
  public:
   Tensor forward(const Tensor& x) override { return global_avg_pool2d(x); }
   std::string type_name() const override { return "GlobalAvgPool2d"; }
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 // Flattens dims start_dim..end_dim into one (default: everything but the batch dim).
@@ -70,6 +78,8 @@ class Flatten : public Module {
   std::string type_name() const override { return "Flatten"; }
   std::string describe() const override;
   int64_t start_dim, end_dim;
+ protected:
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 }  // namespace nl

@@ -53,7 +53,15 @@ BasicBlock::BasicBlock(int64_t in, int64_t out, int64_t s, NormFactory norm, Con
 Tensor BasicBlock::forward(const Tensor& x) {
   check(x.dim() == 4 && x.size(1) == in_channels, describe(), ": expected input of shape [N, ", in_channels,
         ", H, W], got ", x.shape());
-  return relu(add(body->forward(x), shortcut->forward(x)));
+  return relu(add((*body)(x), (*shortcut)(x)));
+}
+
+std::shared_ptr<Module> BasicBlock::clone_impl() const {
+  auto copy = copy_of(*this);
+  // The typed handles still point at this block's children: point them at the copy's.
+  copy->body = std::dynamic_pointer_cast<Sequential>(copy->child("body"));
+  copy->shortcut = copy->child("shortcut");
+  return copy;
 }
 
 std::string BasicBlock::describe() const {
@@ -75,8 +83,9 @@ std::shared_ptr<Sequential> small_resnet(const SmallResNetOptions& o) {
       channels = o.widths[stage];
     }
   net->add(std::make_shared<GlobalAvgPool2d>());
-  net->add(std::make_shared<Linear>(channels, o.num_classes, true, o.conv_options.dtype,
-                                    o.conv_options.generator));
+  net->add(std::make_shared<Linear>(
+      channels, o.num_classes,
+      LinearOptions{.bias = true, .dtype = o.conv_options.dtype, .generator = o.conv_options.generator}));
   return net;
 }
 

@@ -34,6 +34,8 @@ class BasicBlock : public Module {
   int64_t in_channels, out_channels, stride;
   std::shared_ptr<Sequential> body;  // conv, norm, relu, conv, norm
   ModulePtr shortcut;                // Identity, or Sequential(conv 1×1, norm)
+ protected:
+  std::shared_ptr<Module> clone_impl() const override;
 };
 
 struct SmallResNetOptions {

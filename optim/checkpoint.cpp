@@ -15,13 +15,12 @@ bool starts_with(const std::string& s, const std::string& prefix) { return s.rfi
 
 using Named = std::vector<std::pair<std::string, Tensor>>;
 
-Named model_tensors(const Module& model) {
-  Named all = model.named_parameters();
-  for (auto& b : model.named_buffers()) all.push_back(b);
-  for (const auto& [name, t] : all)
+StateDict model_state(const Module& model) {
+  StateDict state = model.state_dict();
+  for (const auto& [name, t] : state)
     check(!starts_with(name, kOptimizerPrefix), "save_checkpoint: the model tensor '", name,
           "' uses the prefix 'optimizer.', which checkpoints reserve for the optimizer state");
-  return all;
+  return state;
 }
 
 Metadata with_user_metadata(Metadata base, const Metadata& user, const char* op) {
@@ -33,33 +32,6 @@ Metadata with_user_metadata(Metadata base, const Metadata& user, const char* op)
   return base;
 }
 
-std::string describe_tensor(const Tensor& t) { return cat_str(t.shape(), " ", dtype_name(t.dtype())); }
-
-// Every mismatch between the file's model tensors and the model's.
-void compare_model(const Named& expected, const Named& in_file, std::vector<std::string>& problems) {
-  for (const auto& [name, t] : expected) {
-    const Tensor* found = nullptr;
-    for (const auto& [fname, ft] : in_file)
-      if (fname == name) found = &ft;
-    if (!found) {
-      problems.push_back(cat_str("missing '", name, "' (the model has ", describe_tensor(t), ")"));
-    } else if (found->shape() != t.shape()) {
-      problems.push_back(cat_str("'", name, "' has shape ", found->shape(), " in the file but ", t.shape(),
-                                 " in the model"));
-    } else if (found->dtype() != t.dtype()) {
-      problems.push_back(cat_str("'", name, "' is ", dtype_name(found->dtype()), " in the file but ",
-                                 dtype_name(t.dtype()), " in the model"));
-    }
-  }
-  for (const auto& [fname, ft] : in_file) {
-    bool known = false;
-    for (const auto& [name, t] : expected) known = known || name == fname;
-    if (!known)
-      problems.push_back(cat_str("unexpected '", fname, "' (", describe_tensor(ft),
-                                 ") is in the file but not in the model"));
-  }
-}
-
 [[noreturn]] void report(const char* op, const std::string& path, const std::vector<std::string>& problems) {
   std::string msg = cat_str(op, ": ", path, " does not match: ", problems.size(),
                             problems.size() == 1 ? " problem" : " problems", " (nothing was loaded)");
@@ -67,18 +39,9 @@ void compare_model(const Named& expected, const Named& in_file, std::vector<std:
   throw Error(msg);
 }
 
-void copy_into(const Named& model, const Named& in_file) {
-  NoGradGuard no_record;
-  for (const auto& [name, t] : model)
-    for (const auto& [fname, ft] : in_file)
-      if (fname == name) {
-        Tensor dst = t;
-        dst.copy_(ft);
-      }
-}
-
 struct SplitFile {
-  Named model, optimizer;  // optimizer names without the prefix
+  StateDict model;
+  Named optimizer;  // names without the prefix
   Metadata metadata;
 };
 
@@ -90,7 +53,7 @@ SplitFile read_split(const std::string& path) {
     if (starts_with(name, kOptimizerPrefix))
       s.optimizer.emplace_back(name.substr(kOptimizerPrefix.size()), std::move(t));
     else
-      s.model.emplace_back(name, std::move(t));
+      s.model.insert(name, t);
   }
   return s;
 }
@@ -98,22 +61,20 @@ SplitFile read_split(const std::string& path) {
 }  // namespace
 
 void save_model(const std::string& path, const Module& model, const Metadata& metadata) {
-  save_safetensors(path, model_tensors(model),
+  save_safetensors(path, model_state(model).entries(),
                    with_user_metadata({{"normlab.format", "checkpoint-v1"}}, metadata, "save_model"));
 }
 
 void load_model(const std::string& path, Module& model) {
   const SplitFile file = read_split(path);
-  const Named expected = model_tensors(model);
-  std::vector<std::string> problems;
-  compare_model(expected, file.model, problems);
+  const std::vector<std::string> problems = model.state_dict_problems(file.model, /*strict=*/true);
   if (!problems.empty()) report("load_model", path, problems);
-  copy_into(expected, file.model);
+  model.load_state_dict(file.model);
 }
 
 void save_checkpoint(const std::string& path, const Module& model, const SGD& optimizer,
                      const Metadata& metadata) {
-  Named tensors = model_tensors(model);
+  Named tensors = model_state(model).entries();
   for (auto& [name, t] : optimizer.state_tensors()) tensors.emplace_back(kOptimizerPrefix + name, t);
   Metadata meta = {{"normlab.format", "checkpoint-v1"}, {kStepKey, std::to_string(optimizer.step_count())}};
   if (optimizer.schedule()) meta["optimizer.schedule"] = optimizer.schedule()->describe();
@@ -122,9 +83,7 @@ void save_checkpoint(const std::string& path, const Module& model, const SGD& op
 
 void load_checkpoint(const std::string& path, Module& model, SGD& optimizer) {
   const SplitFile file = read_split(path);
-  const Named expected = model_tensors(model);
-  std::vector<std::string> problems;
-  compare_model(expected, file.model, problems);
+  std::vector<std::string> problems = model.state_dict_problems(file.model, /*strict=*/true);
 
   int64_t step_count = 0;
   const auto it = file.metadata.find(kStepKey);
@@ -140,7 +99,7 @@ void load_checkpoint(const std::string& path, Module& model, SGD& optimizer) {
       for (const std::string& p : optimizer.check_state(step_count, file.optimizer)) problems.push_back(p);
   }
   if (!problems.empty()) report("load_checkpoint", path, problems);
-  copy_into(expected, file.model);
+  model.load_state_dict(file.model);
   optimizer.load_state(step_count, file.optimizer);
 }
 

@@ -1,5 +1,6 @@
-// Checkpoints: a model's parameters and buffers by dotted name, and optionally the optimizer's state, in
-// one safetensors file (core/safetensors.h), so Python reads them with safetensors or NumPy.
+// Checkpoints: a model's state dict (Module::state_dict(): every parameter and buffer by dotted name), and
+// optionally the optimizer's state, in one safetensors file (core/safetensors.h), so Python reads them with
+// safetensors or NumPy, and PyTorch's load_state_dict takes the model part as it is.
 //
 //   "<dotted name>"                              every parameter and buffer ("features.0.weight", ...)
 //   "optimizer.group<g>.param<i>.momentum_buffer" the SGD momentum buffers that exist
@@ -8,8 +9,10 @@
 //                 caller's own string pairs.
 //
 // Writes are atomic (a crash leaves the old file or the new one). Loading validates the whole file and every
-// name, shape and dtype first, reports EVERY mismatch in one nl::Error, and copies nothing unless all is
-// well: a bad file leaves the model and the optimizer exactly as they were.
+// name and shape first (a strict load_state_dict), reports EVERY mismatch in one nl::Error, and copies
+// nothing unless all is well: a bad file leaves the model and the optimizer exactly as they were. Floating
+// tensors are converted to the model's dtype, as load_state_dict does (a float32 file loads into a model
+// moved to float64).
 #pragma once
 
 #include <map>

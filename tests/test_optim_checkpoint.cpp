@@ -186,18 +186,24 @@ TEST_CASE("loading rejects mismatched names and shapes, listing every problem, a
   } catch (const Error& e) {
     const std::string msg = e.what();
     CHECK_THAT(msg, Catch::Contains("4 problems"));
-    CHECK_THAT(msg, Catch::Contains("'0.weight' has shape [3, 4] in the file but [3, 5] in the model"));
-    CHECK_THAT(msg, Catch::Contains("unexpected '1.bias'"));
-    CHECK_THAT(msg, Catch::Contains("missing '2.weight'"));
-    CHECK_THAT(msg, Catch::Contains("missing '2.bias'"));
+    CHECK_THAT(msg, Catch::Contains("'0.weight' has shape [3, 4] in the state dict but [3, 5] in the model"));
+    CHECK_THAT(msg, Catch::Contains("unexpected key '1.bias'"));
+    CHECK_THAT(msg, Catch::Contains("missing key '2.weight'"));
+    CHECK_THAT(msg, Catch::Contains("missing key '2.bias'"));
     CHECK_THAT(msg, Catch::Contains(path));
   }
   CHECK(snapshot(other) == before);
 
-  Sequential wrong_dtype;
-  wrong_dtype.emplace<Linear>(4, 3, true, kFloat64);
-  wrong_dtype.emplace<Linear>(3, 2, true, kFloat64);
-  CHECK_THROWS_WITH(load_model(path, wrong_dtype), Catch::Contains("float32 in the file but float64"));
+  // A float64 model loads a float32 file, converting each tensor (as load_state_dict does).
+  Sequential wider;
+  wider.emplace<Linear>(4, 3, true, kFloat64);
+  wider.emplace<Linear>(3, 2, true, kFloat64);
+  load_model(path, wider);
+  for (const auto& [name, t] : saved.named_parameters()) {
+    const Tensor loaded = wider.get_parameter(name);
+    CHECK(loaded.dtype() == kFloat64);
+    CHECK(loaded.to(kFloat32).to_vector<float>() == t.to_vector<float>());
+  }
 
   // A model-only file is not a full checkpoint.
   SGD opt(saved.parameters(), {.lr = 0.1});
