@@ -132,10 +132,10 @@ std::function<void()> layer_forward_backward(const ModulePtr& layer, const Shape
 // ------------------------------------------------------------------------------------
 
 std::shared_ptr<Sequential> bench_model(const std::string& kind) {
-  examples::ModelConfig c;  // BatchNorm after every hidden layer, no bias before it
+  ModelConfig c;  // BatchNorm after every hidden layer, no bias before it
   c.model = kind;
   c.norm = "batch";
-  return examples::build_model(c);
+  return build_model(c);
 }
 
 std::function<void()> train_step(const std::string& kind, int64_t batch) {

@@ -103,4 +103,31 @@ Batch TensorDataset::get_batch(std::span<const int64_t> indices) const {
   return batch;
 }
 
+Subset::Subset(std::shared_ptr<const Dataset> dataset, std::vector<int64_t> indices)
+    : dataset_(std::move(dataset)), indices_(std::move(indices)) {
+  check(dataset_ != nullptr, "Subset: the dataset is null");
+  const int64_t n = dataset_->size();
+  for (size_t i = 0; i < indices_.size(); ++i)
+    check(indices_[i] >= 0 && indices_[i] < n, "Subset: index ", indices_[i], " (position ", i,
+          ") is out of range for a dataset of ", n, " examples");
+}
+
+Example Subset::get(int64_t index) const {
+  check_index(index, size(), "Subset::get");
+  return dataset_->get(indices_[static_cast<size_t>(index)]);
+}
+
+Batch Subset::get_batch(std::span<const int64_t> indices) const {
+  check(!indices.empty(), "Subset::get_batch: no indices given");
+  std::vector<int64_t> underlying;
+  underlying.reserve(indices.size());
+  for (const int64_t index : indices) {
+    check_index(index, size(), "Subset::get_batch");
+    underlying.push_back(indices_[static_cast<size_t>(index)]);
+  }
+  Batch batch = dataset_->get_batch(underlying);
+  batch.indices.assign(indices.begin(), indices.end());
+  return batch;
+}
+
 }  // namespace nl

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -69,6 +70,26 @@ class TensorDataset : public Dataset {
  private:
   Tensor inputs_, labels_;
   int64_t size_ = 0, row_numel_ = 0, num_classes_ = 0;
+};
+
+// The examples of another dataset at the given indices, in that order (PyTorch's Subset): example i of the
+// subset is example indices[i] of the dataset. Indices are checked against the dataset once, here; repeats
+// are allowed. A batch's `indices` are positions in the subset. Holds the dataset alive.
+class Subset : public Dataset {
+ public:
+  Subset(std::shared_ptr<const Dataset> dataset, std::vector<int64_t> indices);
+
+  int64_t size() const override { return static_cast<int64_t>(indices_.size()); }
+  Example get(int64_t index) const override;
+  // One get_batch on the underlying dataset (a TensorDataset then copies rows without per-sample tensors).
+  Batch get_batch(std::span<const int64_t> indices) const override;
+
+  const Dataset& dataset() const { return *dataset_; }
+  const std::vector<int64_t>& indices() const { return indices_; }
+
+ private:
+  std::shared_ptr<const Dataset> dataset_;
+  std::vector<int64_t> indices_;
 };
 
 }  // namespace nl

@@ -22,6 +22,10 @@ namespace nl {
 
 inline constexpr const char* kFashionMnistDefaultDir = "/usr/share/datasets/fashion-mnist";
 
+// The pixel mean and standard deviation over the 60000 training images (pixels scaled to [0, 1]): the
+// trainers normalize every input with them, x ← (x − mean)/std (data/transforms.h).
+inline constexpr double kFashionMnistMean = 0.2860, kFashionMnistStd = 0.3530;
+
 // The folder the files are looked up in (the rules above).
 std::string fashion_mnist_dir(const std::string& dir = "");
 // True when all four files are present (each as .gz or plain) in fashion_mnist_dir(dir).

@@ -18,7 +18,6 @@
 #include "layers/activation.h"
 #include "layers/conv.h"
 #include "layers/linear.h"
-#include "models.h"
 
 namespace {
 
@@ -102,12 +101,12 @@ int main(int argc, char** argv) {
   }
   run("MLP (3x Linear + BN + ReLU)", mlp, {256, 784}, repeats, gen);
 
-  // The trainer's CNN (examples/models.h) at the benchmark's eval batch: its activations are large enough
+  // The trainer's CNN (models/models.h) at the benchmark's eval batch: its activations are large enough
   // that BatchNorm's own pass over them shows.
-  nl::examples::ModelConfig config;
+  nl::ModelConfig config;
   config.model = "cnn";
   config.norm = "batch";
-  auto trainer_cnn = nl::examples::build_model(config);
+  auto trainer_cnn = nl::build_model(config);
   run("trainer CNN (Fashion-MNIST)", *trainer_cnn, {1000, 1, 28, 28}, std::max(3, repeats / 3), gen);
   return 0;
 }

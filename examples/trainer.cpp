@@ -172,7 +172,7 @@ Evaluation evaluate(Module& model, const TensorDataset& test, int64_t batch_size
   Batch batch;
   loader.start_epoch(0);
   while (loader.next(batch)) {
-    const Tensor logits = model.forward(batch.inputs);
+    const Tensor logits = model(batch.inputs);
     const double n = static_cast<double>(batch.size());
     loss_sum += cross_entropy(logits, batch.labels).item() * n;
     correct += accuracy(logits, batch.labels) * n;
@@ -220,7 +220,7 @@ TrainResult train(TrainOptions o) {
   for (const Tensor& p : model->parameters()) parameters += p.numel();
   if (!o.quiet) {
     std::printf("normlab-train: %s | %s, %lld parameters | %s | batch %lld, lr %g, momentum %g, wd %g, %s\n",
-                runtime_summary().c_str(), summary(o.model).c_str(), static_cast<long long>(parameters),
+                runtime_summary().c_str(), describe(o.model).c_str(), static_cast<long long>(parameters),
                 data.description.c_str(), static_cast<long long>(o.batch_size), o.lr, o.momentum,
                 o.weight_decay, optimizer.schedule()->describe().c_str());
     if (!o.resume.empty())
@@ -245,7 +245,7 @@ TrainResult train(TrainOptions o) {
     const double lr_at_start = optimizer.current_lr();
     int64_t step = 0;
     for (const Batch& batch : loader.batches(epoch)) {
-      const Tensor logits = model->forward(batch.inputs);
+      const Tensor logits = (*model)(batch.inputs);
       const Tensor loss = cross_entropy(logits, batch.labels);
       optimizer.zero_grad();
       loss.backward();

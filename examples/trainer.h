@@ -1,6 +1,6 @@
-// The training loop behind normlab-train: Fashion-MNIST (or a synthetic stand-in), a model from
-// examples/models.h, SGD with momentum and weight decay (none on biases and normalization γ/β), a linear
-// warm-up then cosine learning rate, and an evaluation on the test set after every epoch.
+// The training loop behind normlab-train: Fashion-MNIST (or a synthetic stand-in), a model from the
+// library's builders (models/models.h), SGD with momentum and weight decay (none on biases and normalization
+// γ/β), a linear warm-up then cosine learning rate, and an evaluation on the test set after every epoch.
 //
 // Resuming. After every epoch the trainer can save a checkpoint (model, optimizer state, and the run's
 // settings as metadata). --resume restores all of it and continues with the next epoch: the data order of an

@@ -9,10 +9,10 @@ using namespace nl;
 TEST_CASE("steady-state training steps make no system allocation for tensors", "[trainer][memory]") {
   for (const std::string kind : {"mlp", "cnn"}) {
     INFO(kind);
-    examples::ModelConfig c;
+    ModelConfig c;
     c.model = kind;
     c.norm = "batch";
-    auto model = examples::build_model(c);
+    auto model = build_model(c);
     SGDOptions o;
     o.lr = 0.01;
     o.momentum = 0.9;

@@ -250,7 +250,7 @@ TEST_CASE("the CNN's fused max pools leave every module at its index, so checkpo
                                           "8.running_mean",
                                           "8.running_var",
                                           "8.num_batches_tracked"});
-  CHECK(summary(ModelConfig{}) == "cnn, norm=batch (fused with its ReLU and max pool), bias=auto");
+  CHECK(describe(ModelConfig{}) == "cnn, norm=batch (fused with its ReLU and max pool), bias=auto");
 }
 
 TEST_CASE("normlab-predict classifies PNG files with a trained checkpoint", "[trainer][predict]") {

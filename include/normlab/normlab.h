@@ -12,6 +12,7 @@
 #include "autograd/engine.h"
 #include "autograd/gradcheck.h"
 #include "layers/module.h"
+#include "layers/state_dict.h"
 #include "core/normalization.h"
 #include "layers/normalization.h"
 #include "core/safetensors.h"
@@ -36,3 +37,4 @@
 #include "data/fashion_mnist.h"
 #include "data/image_folder.h"
 #include "data/synthetic.h"
+#include "models/models.h"
