@@ -63,7 +63,7 @@ decltype(auto) visit_dtype(DType t, F&& f) {
 
 }  // namespace nl
 
-#include "core/error.h"
+#include "error.h"
 
 template <class F>
 decltype(auto) nl::visit_floating(DType t, const char* op, F&& f) {

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "core/tensor.h"
+#include "tensor.h"
 
 namespace nl::kernels {
 

@@ -27,8 +27,8 @@
 
 #include <cstdint>
 
-#include "core/kernels.h"
-#include "core/tensor.h"
+#include "kernels.h"
+#include "tensor.h"
 
 namespace nl::kernels {
 

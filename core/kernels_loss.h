@@ -10,7 +10,7 @@
 //   dz_ij += (p_ij − q_ij) · dloss_i
 #pragma once
 
-#include "core/tensor.h"
+#include "tensor.h"
 
 namespace nl::kernels {
 

@@ -67,8 +67,8 @@
 
 #include <cstdint>
 
-#include "core/kernels.h"
-#include "core/tensor.h"
+#include "kernels.h"
+#include "tensor.h"
 
 namespace nl::kernels {
 

@@ -2,7 +2,7 @@
 // PyTorch conventions). Device-neutral entry points; core/dispatch.cpp picks cpu:: (core/cpu/optim.cpp).
 #pragma once
 
-#include "core/tensor.h"
+#include "tensor.h"
 
 namespace nl::kernels {
 

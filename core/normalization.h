@@ -25,7 +25,7 @@
 #include <optional>
 #include <vector>
 
-#include "core/tensor.h"
+#include "tensor.h"
 
 namespace nl {
 

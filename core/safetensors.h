@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
+#include "tensor.h"
 
 namespace nl {
 

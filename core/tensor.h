@@ -21,8 +21,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/dtype.h"
-#include "core/error.h"
+#include "dtype.h"
+#include "error.h"
 
 namespace nl {
 

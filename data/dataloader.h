@@ -38,8 +38,8 @@
 #include <thread>
 #include <vector>
 
-#include "data/dataset.h"
-#include "data/transforms.h"
+#include "dataset.h"
+#include "transforms.h"
 
 namespace nl {
 

@@ -18,7 +18,7 @@
 #include <span>
 #include <vector>
 
-#include "core/tensor.h"
+#include "../core/tensor.h"
 
 namespace nl {
 

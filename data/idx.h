@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.h"
-#include "data/dataset.h"
+#include "../core/tensor.h"
+#include "dataset.h"
 
 namespace nl {
 

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "data/dataset.h"
+#include "dataset.h"
 
 namespace nl {
 

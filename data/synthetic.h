@@ -19,7 +19,7 @@
 
 #include <cstdint>
 
-#include "data/dataset.h"
+#include "dataset.h"
 
 namespace nl {
 

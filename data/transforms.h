@@ -20,8 +20,8 @@
 #include <memory>
 #include <vector>
 
-#include "core/random.h"
-#include "core/tensor.h"
+#include "../core/random.h"
+#include "../core/tensor.h"
 
 namespace nl {
 

@@ -2,8 +2,8 @@
 // there), plus Identity.
 #pragma once
 
-#include "core/ops.h"
-#include "layers/module.h"
+#include "../core/ops.h"
+#include "module.h"
 
 namespace nl {
 

@@ -35,7 +35,7 @@
 #include <string>
 #include <vector>
 
-#include "layers/module.h"
+#include "module.h"
 
 namespace nl {
 

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "layers/module.h"
+#include "module.h"
 
 namespace nl {
 

@@ -6,8 +6,8 @@
 // mask explicitly exists so a test can fix the mask and gradcheck the op.
 #pragma once
 
-#include "core/random.h"
-#include "layers/module.h"
+#include "../core/random.h"
+#include "module.h"
 
 namespace nl {
 

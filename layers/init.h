@@ -15,8 +15,8 @@
 
 #include <cstdint>
 
-#include "core/random.h"
-#include "core/tensor.h"
+#include "../core/random.h"
+#include "../core/tensor.h"
 
 namespace nl::init {
 

@@ -8,8 +8,8 @@
 
 #include <cstdint>
 
-#include "core/random.h"
-#include "layers/module.h"
+#include "../core/random.h"
+#include "module.h"
 
 namespace nl {
 

@@ -9,7 +9,7 @@
 // Reductions: Mean (default) over the N rows (or all elements for mse), Sum, or None (one value per row).
 #pragma once
 
-#include "core/tensor.h"
+#include "../core/tensor.h"
 
 namespace nl {
 

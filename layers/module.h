@@ -40,8 +40,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
-#include "layers/state_dict.h"
+#include "../core/tensor.h"
+#include "state_dict.h"
 
 namespace nl {
 

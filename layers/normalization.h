@@ -19,9 +19,9 @@
 #include <string>
 #include <vector>
 
-#include "core/normalization.h"
-#include "core/random.h"
-#include "layers/module.h"
+#include "../core/normalization.h"
+#include "../core/random.h"
+#include "module.h"
 
 namespace nl {
 

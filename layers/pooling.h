@@ -14,7 +14,7 @@
 
 #include <cstdint>
 
-#include "layers/module.h"
+#include "module.h"
 
 namespace nl {
 

@@ -14,8 +14,8 @@
 #include <functional>
 #include <vector>
 
-#include "layers/conv.h"
-#include "layers/module.h"
+#include "conv.h"
+#include "module.h"
 
 namespace nl {
 

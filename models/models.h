@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "layers/module.h"
+#include "../layers/module.h"
 
 namespace nl {
 

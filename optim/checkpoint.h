@@ -18,8 +18,8 @@
 #include <map>
 #include <string>
 
-#include "layers/module.h"
-#include "optim/sgd.h"
+#include "../layers/module.h"
+#include "sgd.h"
 
 namespace nl {
 

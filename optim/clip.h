@@ -13,7 +13,7 @@
 
 #include <vector>
 
-#include "core/tensor.h"
+#include "../core/tensor.h"
 
 namespace nl {
 

@@ -26,9 +26,9 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
-#include "layers/module.h"
-#include "optim/schedule.h"
+#include "../core/tensor.h"
+#include "../layers/module.h"
+#include "schedule.h"
 
 namespace nl {
 

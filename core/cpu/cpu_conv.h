@@ -5,7 +5,7 @@
 // read first.
 #pragma once
 
-#include "core/kernels_conv.h"
+#include "../kernels_conv.h"
 
 namespace nl::cpu {
 

@@ -3,7 +3,7 @@
 // when there is enough work to pay for the threads.
 #pragma once
 
-#include "core/kernels.h"
+#include "../kernels.h"
 
 namespace nl::cpu {
 

@@ -1,7 +1,7 @@
 // CPU implementations of the fused loss kernels declared in core/kernels_loss.h (core/cpu/loss.cpp).
 #pragma once
 
-#include "core/kernels_loss.h"
+#include "../kernels_loss.h"
 
 namespace nl::cpu {
 

@@ -3,7 +3,7 @@
 // ones are tested against (tests/test_norm_kernels.cpp). The reference versions are the ones to read first.
 #pragma once
 
-#include "core/kernels_normalization.h"
+#include "../kernels_normalization.h"
 
 namespace nl::cpu {
 

@@ -1,7 +1,7 @@
 // CPU implementation of core/kernels_optim.h (same names and signatures, namespace nl::cpu).
 #pragma once
 
-#include "core/kernels_optim.h"
+#include "../kernels_optim.h"
 
 namespace nl::cpu {
 

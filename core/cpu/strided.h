@@ -4,8 +4,8 @@
 
 #include <cstdint>
 
-#include "autograd/engine.h"
-#include "core/tensor.h"
+#include "../../autograd/engine.h"
+#include "../tensor.h"
 
 namespace nl::cpu {
 
