@@ -28,6 +28,10 @@ struct ChannelAffine : Module {
     return add(mul(x, gamma.reshape({1, c, 1, 1})), beta.reshape({1, c, 1, 1}));
   }
   std::string type_name() const override { return "ChannelAffine"; }
+
+ protected:
+  // What clone() uses: a copy made by the copy constructor (the registered tensors get their own data).
+  std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
 int main() {
@@ -61,5 +65,17 @@ int main() {
   auto* affine = static_cast<ChannelAffine*>(net[1].get());
   std::printf("ChannelAffine saw %lld batches\n",
               static_cast<long long>(affine->batches_seen.item<int64_t>()));
-  return 0;
+
+  // A forward hook reads what a layer produced, wherever it sits; clone() makes an independent deep copy.
+  double affine_mean = 0;
+  HookHandle hook = net[1]->register_forward_hook(
+      [&](Module&, const Tensor&, const Tensor& out) { affine_mean = mean(out).item(); });
+  net.eval();
+  const std::shared_ptr<Module> copy = net.clone();
+  NoGradGuard no_record;
+  const bool same = (*copy)(images).to_vector<float>() == net(images).to_vector<float>();
+  std::printf("ChannelAffine output mean %.4f; the clone computes the same logits: %s\n", affine_mean,
+              same ? "yes" : "no");
+  hook.remove();
+  return same ? 0 : 1;
 }

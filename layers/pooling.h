@@ -25,8 +25,16 @@ Tensor avg_pool2d(const Tensor& x, int64_t kernel_size, int64_t stride = 0, int6
 Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);
 Tensor global_avg_pool2d(const Tensor& x);
 
+struct MaxPool2dOptions {
+  int64_t stride = 0;  // 0 = kernel_size
+  int64_t padding = 0;
+};
+
 class MaxPool2d : public Module {
  public:
+  // MaxPool2d(3, {.stride = 2, .padding = 1}), or the short form MaxPool2d(3, 2, 1).
+  MaxPool2d(int64_t kernel_size, const MaxPool2dOptions& options)
+      : MaxPool2d(kernel_size, options.stride, options.padding) {}
   explicit MaxPool2d(int64_t kernel_size, int64_t stride = 0, int64_t padding = 0);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "MaxPool2d"; }
@@ -36,8 +44,17 @@ class MaxPool2d : public Module {
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
 
+struct AvgPool2dOptions {
+  int64_t stride = 0;  // 0 = kernel_size
+  int64_t padding = 0;
+  bool count_include_pad = true;
+};
+
 class AvgPool2d : public Module {
  public:
+  // AvgPool2d(3, {.stride = 1, .padding = 1, .count_include_pad = false}), or the short form.
+  AvgPool2d(int64_t kernel_size, const AvgPool2dOptions& options)
+      : AvgPool2d(kernel_size, options.stride, options.padding, options.count_include_pad) {}
   explicit AvgPool2d(int64_t kernel_size, int64_t stride = 0, int64_t padding = 0,
                      bool count_include_pad = true);
   Tensor forward(const Tensor& x) override;

@@ -95,3 +95,37 @@ TEST_CASE("collate stacks examples and names a sample whose shape differs", "[da
   REQUIRE_THROWS_WITH(collate({}, {}), Contains("no examples"));
   REQUIRE_THROWS_WITH(collate(examples, {1}), Contains("2 examples but 1 indices"));
 }
+
+TEST_CASE("Subset gives the chosen examples of a dataset, in the chosen order", "[data][dataset][subset]") {
+  const auto ds = std::make_shared<TensorDataset>(numbered_dataset(6));
+  const Subset sub(ds, {4, 1, 1, 5});
+  CHECK(sub.size() == 4);
+  const Example ex = sub.get(0);
+  CHECK(ex.label == 4 % 3);
+  CHECK(ex.input.to_vector<float>() == std::vector<float>{40, 41, 42, 43, 44, 45});
+  CHECK(sub.get(2).input.to_vector<float>() == ds->get(1).input.to_vector<float>());  // repeats allowed
+
+  const std::vector<int64_t> rows = {3, 0};
+  const Batch b = sub.get_batch(rows);
+  CHECK(b.inputs.shape() == Shape{2, 2, 3});
+  CHECK(b.labels.to_vector<int64_t>() == std::vector<int64_t>{5 % 3, 4 % 3});
+  CHECK(b.inputs.select(0, 0).to_vector<float>() == ds->get(5).input.to_vector<float>());
+  CHECK(b.indices == rows);  // positions in the subset, not in the dataset
+
+  // A subset of a subset.
+  const Subset inner(std::make_shared<Subset>(sub), {3});
+  CHECK(inner.get(0).input.to_vector<float>() == ds->get(5).input.to_vector<float>());
+}
+
+TEST_CASE("Subset rejects indices out of range, at construction and on access", "[data][dataset][subset]") {
+  const auto ds = std::make_shared<TensorDataset>(numbered_dataset(3));
+  CHECK_THROWS_WITH(Subset(ds, {0, 3}), Contains("Subset: index 3 (position 1) is out of range") &&
+                                            Contains("3 examples"));
+  CHECK_THROWS_WITH(Subset(ds, {-1}), Contains("index -1"));
+  CHECK_THROWS_WITH(Subset(nullptr, {}), Contains("Subset: the dataset is null"));
+  const Subset sub(ds, {2});
+  CHECK_THROWS_WITH(sub.get(1), Contains("Subset::get"));
+  const std::vector<int64_t> bad = {0, 1};
+  CHECK_THROWS_WITH(sub.get_batch(bad), Contains("Subset::get_batch"));
+  CHECK(Subset(ds, {}).size() == 0);
+}
