@@ -417,6 +417,17 @@ TEST_CASE("Sequential children can be named; lookups by dotted name name the mis
   Sequential named({{"a", std::make_shared<ReLU>()}, {"b", std::make_shared<Tanh>()}});
   named.add(std::make_shared<Identity>());
   CHECK(named.named_children()[2].first == "2");
+  auto relu = std::make_shared<ReLU>();
+  auto tanh_layer = std::make_shared<Tanh>();
+  Sequential unnamed({relu, tanh_layer});
+  CHECK(unnamed.named_children()[1].first == "1");
+}
+
+TEST_CASE("pooling layers take an options struct or the short form", "[layers][module][names]") {
+  CHECK(MaxPool2d(3, {.stride = 2, .padding = 1}).describe() == MaxPool2d(3, 2, 1).describe());
+  const AvgPool2d avg(3, {.stride = 1, .padding = 1, .count_include_pad = false});
+  CHECK(avg.stride == 1);
+  CHECK_FALSE(avg.count_include_pad);
 }
 
 // ---- in-place updates of leaves ---------------------------------------------------------------------------
