@@ -130,7 +130,7 @@ class Tensor {
   // observes it.
   void register_hook(GradHook hook) const;
   template <class F>
-    requires std::is_void_v<std::invoke_result_t<F&, const Tensor&>>
+  requires std::is_void_v<std::invoke_result_t<F&, const Tensor&>>
   void register_hook(F observe) const {
     register_hook(GradHook([observe = std::move(observe)](const Tensor& g) mutable {
       observe(g);

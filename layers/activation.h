@@ -11,6 +11,7 @@ class ReLU : public Module {
  public:
   Tensor forward(const Tensor& x) override { return relu(x); }
   std::string type_name() const override { return "ReLU"; }
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -22,6 +23,7 @@ class LeakyReLU : public Module {
   std::string type_name() const override { return "LeakyReLU"; }
   std::string describe() const override { return cat_str("LeakyReLU(negative_slope=", negative_slope, ")"); }
   double negative_slope;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -31,6 +33,7 @@ class GELU : public Module {
  public:
   Tensor forward(const Tensor& x) override { return gelu(x); }
   std::string type_name() const override { return "GELU"; }
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -39,6 +42,7 @@ class Sigmoid : public Module {
  public:
   Tensor forward(const Tensor& x) override { return sigmoid(x); }
   std::string type_name() const override { return "Sigmoid"; }
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -47,6 +51,7 @@ class Tanh : public Module {
  public:
   Tensor forward(const Tensor& x) override { return tanh(x); }
   std::string type_name() const override { return "Tanh"; }
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -56,6 +61,7 @@ class Identity : public Module {
  public:
   Tensor forward(const Tensor& x) override { return x; }
   std::string type_name() const override { return "Identity"; }
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };

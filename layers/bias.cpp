@@ -27,7 +27,8 @@ std::vector<Found> find(Module& model) {
     for (size_t i = 0; i + 1 < kids.size(); ++i) {
       Tensor* bias = bias_member(*kids[i].second);
       if (bias == nullptr || !bias->defined() || !kids[i + 1].second->cancels_preceding_bias()) continue;
-      out.push_back({(path.empty() ? "" : path + ".") + kids[i].first + ".bias", bias, kids[i + 1].second.get()});
+      out.push_back(
+          {(path.empty() ? "" : path + ".") + kids[i].first + ".bias", bias, kids[i + 1].second.get()});
     }
   }
   return out;

@@ -25,6 +25,7 @@ class Dropout : public Module {
   std::string describe() const override { return cat_str("Dropout(p=", p, ")"); }
   double p;
   Generator* gen;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };

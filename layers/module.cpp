@@ -169,9 +169,10 @@ Module& Module::get_submodule(const std::string& dotted) {
     if (next == nullptr) {
       std::string known;
       for (const auto& [n, c] : m->children_) known += (known.empty() ? "" : ", ") + n;
-      throw Error(cat_str("get_submodule: no module '", dotted, "': ",
-                          walked.empty() ? std::string("the model") : "'" + walked + "' (" + m->type_name() + ")",
-                          " has no child '", name, "' (its children: ", known.empty() ? "none" : known, ")"));
+      throw Error(cat_str(
+          "get_submodule: no module '", dotted,
+          "': ", walked.empty() ? std::string("the model") : "'" + walked + "' (" + m->type_name() + ")",
+          " has no child '", name, "' (its children: ", known.empty() ? "none" : known, ")"));
     }
     walked += (walked.empty() ? "" : ".") + name;
     m = next;
@@ -201,8 +202,8 @@ Tensor Module::get_registered(const std::string& dotted, bool parameter) {
       check(t->defined(), op, ": '", dotted, "' is not set (", owner.describe(), ")");
       return *t;
     }
-  throw Error(cat_str(op, ": no ", kind, " '", dotted, "' (", owner.describe(), " has no ", kind, " '", name,
-                      "')"));
+  throw Error(
+      cat_str(op, ": no ", kind, " '", dotted, "' (", owner.describe(), " has no ", kind, " '", name, "')"));
 }
 
 Tensor Module::get_parameter(const std::string& dotted) { return get_registered(dotted, true); }
@@ -255,8 +256,8 @@ std::vector<std::string> Module::state_dict_problems(const StateDict& state, boo
     const Tensor* given = state.find(name);
     if (given == nullptr) {
       if (strict)
-        problems.push_back(cat_str("missing key '", name, "' (the model has ", t.shape(), " ",
-                                   dtype_name(t.dtype()), ")"));
+        problems.push_back(
+            cat_str("missing key '", name, "' (the model has ", t.shape(), " ", dtype_name(t.dtype()), ")"));
     } else if (given->shape() != t.shape()) {
       problems.push_back(cat_str("'", name, "' has shape ", given->shape(), " in the state dict but ",
                                  t.shape(), " in the model"));

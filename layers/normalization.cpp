@@ -99,7 +99,9 @@ void BatchNorm::check_input(const Tensor& x) const {
   check_channels(type_name_, x, num_features_);
 }
 
-void BatchNorm::absorb_removed_bias(const Tensor& b) { subtract_from_running_mean(type_name_, running_mean, b); }
+void BatchNorm::absorb_removed_bias(const Tensor& b) {
+  subtract_from_running_mean(type_name_, running_mean, b);
+}
 
 void BatchNorm::set_momentum(std::optional<double> momentum) {
   check(!momentum || (*momentum >= 0 && *momentum <= 1), type_name_, ": momentum must be in [0, 1], got ",
@@ -234,7 +236,9 @@ std::string BatchRenorm::describe() const {
                  ", dmax=", current_dmax(), ")");
 }
 
-void BatchRenorm::absorb_removed_bias(const Tensor& b) { subtract_from_running_mean("BatchRenorm", running_mean, b); }
+void BatchRenorm::absorb_removed_bias(const Tensor& b) {
+  subtract_from_running_mean("BatchRenorm", running_mean, b);
+}
 
 double BatchRenorm::current_rmax() const {
   return options_.schedule.rmax(static_cast<int64_t>(num_batches_tracked.item()));
@@ -336,7 +340,9 @@ std::string InstanceNorm::describe() const {
                  ", track_running_stats=", bool_str(options_.track_running_stats), ")");
 }
 
-void InstanceNorm::absorb_removed_bias(const Tensor& b) { subtract_from_running_mean(type_name_, running_mean, b); }
+void InstanceNorm::absorb_removed_bias(const Tensor& b) {
+  subtract_from_running_mean(type_name_, running_mean, b);
+}
 
 Tensor InstanceNorm::forward(const Tensor& x) {
   const int64_t batched = spatial_dims_ + 2;

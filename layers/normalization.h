@@ -91,6 +91,7 @@ class BatchNorm : public Module {
   std::string type_name_;
   std::vector<int64_t> accepted_ranks_;
   bool running_stats_frozen_ = false;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -99,6 +100,7 @@ class BatchNorm : public Module {
 class BatchNorm1d : public BatchNorm {
  public:
   explicit BatchNorm1d(int64_t num_features, BatchNormOptions options = {});
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -107,6 +109,7 @@ class BatchNorm1d : public BatchNorm {
 class BatchNorm2d : public BatchNorm {
  public:
   explicit BatchNorm2d(int64_t num_features, BatchNormOptions options = {});
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -125,6 +128,7 @@ class GhostBatchNorm : public BatchNorm {
 
  private:
   int64_t virtual_batch_size_;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -155,6 +159,7 @@ class NoisyBatchNorm : public BatchNorm {
   NoiseOptions noise_;
   Generator generator_;
   double last_mean_ = 0, last_std_ = 0;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -204,6 +209,7 @@ class BatchRenorm : public Module {
  private:
   int64_t num_features_;
   BatchRenormOptions options_;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -234,6 +240,7 @@ class FrozenBatchNorm : public Module {
  private:
   int64_t num_features_;
   double eps_;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -246,7 +253,7 @@ struct InstanceNormOptions {
   double momentum = kInstanceNormDefaultMomentum;
   bool affine = false;               // PyTorch's default
   bool track_running_stats = false;  // PyTorch's default; when true, eval uses the running statistics
-  DType dtype = kFloat32;  // of the parameters and running statistics (Module::to converts later)
+  DType dtype = kFloat32;            // of the parameters and running statistics (Module::to converts later)
 };
 
 class InstanceNorm : public Module {
@@ -266,6 +273,7 @@ class InstanceNorm : public Module {
   InstanceNormOptions options_;
   std::string type_name_;
   int64_t spatial_dims_;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -274,6 +282,7 @@ class InstanceNorm : public Module {
 class InstanceNorm1d : public InstanceNorm {
  public:
   explicit InstanceNorm1d(int64_t num_features, InstanceNormOptions options = {});
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -281,6 +290,7 @@ class InstanceNorm1d : public InstanceNorm {
 class InstanceNorm2d : public InstanceNorm {
  public:
   explicit InstanceNorm2d(int64_t num_features, InstanceNormOptions options = {});
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -309,6 +319,7 @@ class GroupNorm : public Module {
  private:
   int64_t num_groups_, num_channels_;
   GroupNormOptions options_;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -316,7 +327,7 @@ class GroupNorm : public Module {
 struct LayerNormOptions {
   double eps = kNormDefaultEps;
   bool elementwise_affine = true;
-  bool bias = true;  // PyTorch 2.x: elementwise_affine with bias=false learns only the weight
+  bool bias = true;        // PyTorch 2.x: elementwise_affine with bias=false learns only the weight
   DType dtype = kFloat32;  // of the parameters and running statistics (Module::to converts later)
 };
 
@@ -332,6 +343,7 @@ class LayerNorm : public Module {
  private:
   Shape normalized_shape_;
   LayerNormOptions options_;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -354,6 +366,7 @@ class RMSNorm : public Module {
  private:
   Shape normalized_shape_;
   RMSNormOptions options_;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };

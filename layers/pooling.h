@@ -40,6 +40,7 @@ class MaxPool2d : public Module {
   std::string type_name() const override { return "MaxPool2d"; }
   std::string describe() const override;
   int64_t kernel_size, stride, padding;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -62,6 +63,7 @@ class AvgPool2d : public Module {
   std::string describe() const override;
   int64_t kernel_size, stride, padding;
   bool count_include_pad;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -74,6 +76,7 @@ class AdaptiveAvgPool2d : public Module {
   std::string type_name() const override { return "AdaptiveAvgPool2d"; }
   std::string describe() const override;
   int64_t out_h, out_w;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -83,6 +86,7 @@ class GlobalAvgPool2d : public Module {
  public:
   Tensor forward(const Tensor& x) override { return global_avg_pool2d(x); }
   std::string type_name() const override { return "GlobalAvgPool2d"; }
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };
@@ -95,6 +99,7 @@ class Flatten : public Module {
   std::string type_name() const override { return "Flatten"; }
   std::string describe() const override;
   int64_t start_dim, end_dim;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override { return copy_of(*this); }
 };

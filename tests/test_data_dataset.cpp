@@ -119,8 +119,8 @@ TEST_CASE("Subset gives the chosen examples of a dataset, in the chosen order", 
 
 TEST_CASE("Subset rejects indices out of range, at construction and on access", "[data][dataset][subset]") {
   const auto ds = std::make_shared<TensorDataset>(numbered_dataset(3));
-  CHECK_THROWS_WITH(Subset(ds, {0, 3}), Contains("Subset: index 3 (position 1) is out of range") &&
-                                            Contains("3 examples"));
+  CHECK_THROWS_WITH(Subset(ds, {0, 3}),
+                    Contains("Subset: index 3 (position 1) is out of range") && Contains("3 examples"));
   CHECK_THROWS_WITH(Subset(ds, {-1}), Contains("index -1"));
   CHECK_THROWS_WITH(Subset(nullptr, {}), Contains("Subset: the dataset is null"));
   const Subset sub(ds, {2});

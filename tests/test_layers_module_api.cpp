@@ -64,9 +64,15 @@ struct NotCloneable : Module {
 TEST_CASE("state_dict lists parameters then buffers, module by module, as PyTorch orders them",
           "[layers][module][state_dict]") {
   auto net = small_mlp(1);
-  const std::vector<std::string> expected = {
-      "fc1.weight",       "fc1.bias",         "bn1.weight",     "bn1.bias",   "bn1.running_mean",
-      "bn1.running_var", "bn1.num_batches_tracked", "fc2.weight", "fc2.bias"};
+  const std::vector<std::string> expected = {"fc1.weight",
+                                             "fc1.bias",
+                                             "bn1.weight",
+                                             "bn1.bias",
+                                             "bn1.running_mean",
+                                             "bn1.running_var",
+                                             "bn1.num_batches_tracked",
+                                             "fc2.weight",
+                                             "fc2.bias"};
   const StateDict state = net->state_dict();
   CHECK(state.keys() == expected);
   // Detached views of the model's own storage: not part of any graph, but they see training.
@@ -131,8 +137,9 @@ TEST_CASE("a shape mismatch is an error in any mode, naming the key and both sha
   state.set("fc1.weight", zeros({5, 7}));
   const auto before = snapshot(*net);
   for (const bool strict : {true, false}) {
-    CHECK_THROWS_WITH(net->load_state_dict(state, strict),
-                      Catch::Contains("'fc1.weight' has shape [5, 7] in the state dict but [5, 6] in the model"));
+    CHECK_THROWS_WITH(
+        net->load_state_dict(state, strict),
+        Catch::Contains("'fc1.weight' has shape [5, 7] in the state dict but [5, 6] in the model"));
     CHECK(snapshot(*net) == before);
   }
   // Floating values do not go into an integer buffer.
@@ -151,7 +158,8 @@ TEST_CASE("load_state_dict converts dtypes: a float32 state dict loads into a fl
         f32->get_parameter("fc1.weight").to_vector<float>());
 }
 
-// ---- dtype and device --------------------------------------------------------------------------------------
+// ---- dtype and device
+// --------------------------------------------------------------------------------------
 
 TEST_CASE("to(kFloat64) converts every floating parameter and buffer in place; they stay leaves",
           "[layers][module][to]") {
@@ -252,8 +260,8 @@ TEST_CASE("forward hooks see each module's input and output, wherever it sits in
   auto net = small_mlp(1);
   Tensor seen_in, seen_out;
   int pre_calls = 0;
-  HookHandle h = net->get_submodule("bn1").register_forward_hook(
-      [&](Module& m, const Tensor& in, const Tensor& out) {
+  HookHandle h =
+      net->get_submodule("bn1").register_forward_hook([&](Module& m, const Tensor& in, const Tensor& out) {
         CHECK(m.type_name() == "BatchNorm1d");
         seen_in = in;
         seen_out = out;
@@ -329,9 +337,8 @@ TEST_CASE("clone is a deep copy: same outputs, own parameters, buffers and child
   auto net = std::make_shared<Sequential>();
   net->add("stem", std::make_shared<Conv2d>(1, 4, 3, Conv2dOptions{.padding = 1, .bias = false}));
   net->add("bn", std::make_shared<BatchNorm2d>(4));
-  net->add("block", std::make_shared<BasicBlock>(4, 8, 2, [](int64_t c) {
-             return std::make_shared<BatchNorm2d>(c);
-           }));
+  net->add("block",
+           std::make_shared<BasicBlock>(4, 8, 2, [](int64_t c) { return std::make_shared<BatchNorm2d>(c); }));
   net->add("pool", std::make_shared<GlobalAvgPool2d>());
   net->add("fc", std::make_shared<Linear>(8, 3));
   const Tensor x = randn({4, 1, 8, 8}, kFloat32, &gen);
@@ -399,12 +406,14 @@ TEST_CASE("Sequential children can be named; lookups by dotted name name the mis
   CHECK(net->get_parameter("fc2.bias").shape() == Shape{3});
   CHECK(net->get_buffer("bn1.running_var").shape() == Shape{5});
   CHECK(net->num_parameters() == 6 * 5 + 5 + 5 + 5 + 5 * 3 + 3);
-  CHECK_THROWS_WITH(net->get_submodule("bn2"), Catch::Contains("has no child 'bn2'") &&
-                                                  Catch::Contains("fc1, bn1, relu, fc2"));
+  CHECK_THROWS_WITH(net->get_submodule("bn2"),
+                    Catch::Contains("has no child 'bn2'") && Catch::Contains("fc1, bn1, relu, fc2"));
   CHECK_THROWS_WITH(net->get_submodule("fc1.inner"), Catch::Contains("'fc1' (Linear) has no child 'inner'"));
-  CHECK_THROWS_WITH(net->get_parameter("bn1.running_mean"), Catch::Contains("no parameter 'bn1.running_mean'"));
+  CHECK_THROWS_WITH(net->get_parameter("bn1.running_mean"),
+                    Catch::Contains("no parameter 'bn1.running_mean'"));
   CHECK_THROWS_WITH(net->get_buffer("fc1.weight"), Catch::Contains("no buffer 'fc1.weight'"));
-  CHECK_THROWS_WITH(net->add("fc1", std::make_shared<ReLU>()), Catch::Contains("'fc1' is already registered"));
+  CHECK_THROWS_WITH(net->add("fc1", std::make_shared<ReLU>()),
+                    Catch::Contains("'fc1' is already registered"));
 
   // find_tensor: nullptr for an unknown name and for an optional member that is absent.
   Sequential no_bias;
@@ -449,8 +458,9 @@ TEST_CASE("an in-place update of a leaf that requires grad is an error outside N
 
 // ---- removing the biases before a normalization ----------------------------------------------------------
 
-TEST_CASE("removing the biases before normalizations leaves a trained model's train and eval outputs unchanged",
-          "[layers][module][bias]") {
+TEST_CASE(
+    "removing the biases before normalizations leaves a trained model's train and eval outputs unchanged",
+    "[layers][module][bias]") {
   Generator gen(7);
   auto net = std::make_shared<Sequential>();
   net->add("conv1", std::make_shared<Conv2d>(1, 4, 3, Conv2dOptions{.padding = 1, .dtype = kFloat64}));
@@ -468,7 +478,8 @@ TEST_CASE("removing the biases before normalizations leaves a trained model's tr
   {
     // Make the biases large, so that forgetting to fold them would show.
     NoGradGuard no_record;
-    for (const char* b : {"conv1.bias", "conv2.bias", "conv3.bias", "fc.bias"}) net->get_parameter(b).add_(ones_like(net->get_parameter(b)), 3.0);
+    for (const char* b : {"conv1.bias", "conv2.bias", "conv3.bias", "fc.bias"})
+      net->get_parameter(b).add_(ones_like(net->get_parameter(b)), 3.0);
   }
 
   NoGradGuard no_record;

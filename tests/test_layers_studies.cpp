@@ -1,9 +1,12 @@
-// Two small BN studies, written against the installed package's API only (<normlab/normlab.h>) as a user
+// Three small BN studies, written against the installed package's API only (<normlab/normlab.h>) as a user
 // would write them:
 //  - bias omission: a bias right before BatchNorm gets no gradient, and removing it from a trained model
 //    changes nothing the model computes, in training mode or in eval mode;
 //  - scale invariance: scaling the weights that feed BatchNorm by α changes neither the output nor the
-//    direction of their gradient, divides its size by α, and that gradient is orthogonal to the weights.
+//    direction of their gradient, divides its size by α, and that gradient is orthogonal to the weights;
+//  - mean shift at initialization (De & Smith 2020): in a deep ReLU MLP without normalization the hidden
+//    vectors of different examples become nearly parallel with depth; BatchNorm keeps them apart. Read
+//    with forward hooks on every ReLU.
 #include <catch2/catch.hpp>
 
 #include <normlab/normlab.h>
@@ -63,7 +66,8 @@ TEST_CASE("study: a bias before BatchNorm gets no gradient, and removing it chan
   CHECK(max(abs(sub(train_after, train_before))).item() <= 1e-12 * max(abs(train_before)).item());
 }
 
-TEST_CASE("study: BatchNorm makes the weights before it scale-invariant (float64)", "[layers][study][scale]") {
+TEST_CASE("study: BatchNorm makes the weights before it scale-invariant (float64)",
+          "[layers][study][scale]") {
   // BatchNorm with eps = 0: the invariance is then exact (up to rounding); eps > 0 breaks it by about
   // eps/var(W·x), since the variance scales by α² and eps does not.
   Generator gen(5);
@@ -99,4 +103,53 @@ TEST_CASE("study: BatchNorm makes the weights before it scale-invariant (float64
   for (int64_t j = 0; j < w.size(0); ++j)
     CHECK(std::abs(dot(w.select(0, j), g.select(0, j)).item()) <=
           1e-12 * norm(w.select(0, j)).item() * norm(g.select(0, j)).item() + 1e-18);
+}
+
+namespace {
+
+// The mean cosine similarity between the hidden vectors of different examples: h: (N, D).
+double mean_pairwise_cosine(const Tensor& h) {
+  const Tensor unit = div(h, clamp(norm(h, 2, {1}, true), 1e-12, 1e300));
+  const Tensor gram = matmul(unit, unit.t());
+  const double n = static_cast<double>(h.size(0));
+  return (sum(gram).item() - trace(gram).item()) / (n * (n - 1));
+}
+
+// Records, through forward hooks on every ReLU of a deep MLP, how alike the examples' representations are.
+std::vector<double> cosine_by_depth(const std::string& norm_name, const Tensor& x) {
+  manual_seed(9);
+  ModelConfig config;
+  config.model = "mlp";
+  config.norm = norm_name;
+  config.fused_bn_relu = false;  // a separate ReLU module to hook
+  config.mlp_hidden = std::vector<int64_t>(12, 128);
+  std::shared_ptr<Sequential> model = build_model(config);
+  model->to(kFloat64);
+  std::vector<double> by_depth;
+  for (auto& [name, m] : model->named_modules())
+    if (m->type_name() == "ReLU")
+      m->register_forward_hook(
+          [&](Module&, const Tensor&, const Tensor& out) { by_depth.push_back(mean_pairwise_cosine(out)); });
+  NoGradGuard no_record;
+  (*model)(x);
+  return by_depth;
+}
+
+}  // namespace
+
+TEST_CASE("study: at initialization, ReLU layers without BatchNorm make all examples alike (mean shift)",
+          "[layers][study][mean_shift]") {
+  const TensorDataset data = make_bar_images({.samples_per_class = 16, .seed = 6});
+  const Tensor x = data.inputs().to(kFloat64);
+  const std::vector<double> plain = cosine_by_depth("none", x), with_bn = cosine_by_depth("batch", x);
+  REQUIRE(plain.size() == 12);
+  REQUIRE(with_bn.size() == 12);
+  for (size_t d = 0; d < plain.size(); ++d)
+    UNSCOPED_INFO("depth " << d + 1 << ": " << plain[d] << " vs " << with_bn[d]);
+  // Without normalization the representations converge towards one direction with depth ...
+  CHECK(plain.back() > plain.front());
+  CHECK(plain.back() > 0.95);
+  // ... while BatchNorm re-centres every layer, so examples stay distinguishable.
+  CHECK(with_bn.back() < 0.6);
+  CHECK(with_bn.back() < plain.back() - 0.3);
 }
