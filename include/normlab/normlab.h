@@ -30,6 +30,7 @@
 #include "optim/schedule.h"
 #include "optim/sgd.h"
 #include "layers/batchnorm_tools.h"
+#include "layers/probes.h"
 #include "data/dataset.h"
 #include "data/dataloader.h"
 #include "data/transforms.h"
