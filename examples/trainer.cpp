@@ -2,10 +2,14 @@
 
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 namespace nl::examples {
@@ -182,7 +186,140 @@ Evaluation evaluate(Module& model, const TensorDataset& test, int64_t batch_size
   return {loss_sum / total, correct / total};
 }
 
+// Precise BatchNorm statistics from the first num_batches batches of `loader`'s epoch 0.
+void recompute_bn_stats(Module& model, DataLoader& loader, int64_t num_batches) {
+  loader.start_epoch(0);
+  recompute_batchnorm_stats(
+      model,
+      [&loader] {
+        Batch batch;
+        return loader.next(batch) ? batch.inputs : Tensor();
+      },
+      num_batches);
+}
+
+// One line of the --json file. ordered_json keeps the keys in the order written here.
+std::string metrics_json_line(const EpochMetrics& m, const TrainOptions& o) {
+  const nlohmann::ordered_json line = {{"epoch", m.epoch},
+                                       {"train_loss", m.train_loss},
+                                       {"train_accuracy", m.train_accuracy},
+                                       {"test_loss", m.test_loss},
+                                       {"test_accuracy", m.test_accuracy},
+                                       {"seconds", m.seconds},
+                                       {"steps_per_second", m.steps_per_second},
+                                       {"lr", m.lr},
+                                       {"model", o.model.model},
+                                       {"norm", o.model.norm},
+                                       {"bn_mode_at_test", o.bn_mode_at_test}};
+  return line.dump();  // one line: no indentation; NaN and infinities become null
+}
+
+// ---- the command line
+// ----------------------------------------------------------------------------------------
+
+// The number `text` spells out whole (locale-independent), or nullopt.
+std::optional<double> parse_number(const std::string& text) {
+  double value = 0;
+  const char* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, value);
+  if (text.empty() || error != std::errc() || stop != end) return std::nullopt;
+  return value;
+}
+
+std::string shortest(double v) {
+  char text[32];
+  return std::string(text, std::to_chars(text, text + sizeof text, v).ptr);
+}
+
+// A CLI11 check that the value is a number for which `ok` holds, or the word `or_word` when one is given.
+// `expected` says what is accepted, in the help text and in the error (which CLI11 prefixes with the option).
+CLI::Validator number_check(const std::string& expected, std::function<bool(double)> ok,
+                            const std::string& or_word = "") {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        if (!or_word.empty() && text == or_word) return "";
+        const std::optional<double> value = parse_number(text);
+        return value && ok(*value) ? "" : "expected " + expected + ", got '" + text + "'";
+      },
+      expected);
+}
+
 }  // namespace
+
+void add_command_line_options(CLI::App& app, TrainOptions& o) {
+  app.add_option("--model", o.model.model, "mlp | cnn | resnet")->capture_default_str();
+  app.add_option("--norm", o.model.norm,
+                 "none | batch | layer | group | instance | rms | batchrenorm | ghost | noisy")
+      ->capture_default_str();
+  app.add_option("--bias", o.model.bias,
+                 "biases of the hidden Linear/Conv2d layers: auto (none before a normalization layer, where "
+                 "beta makes them redundant) | on | off (none in any hidden layer)")
+      ->capture_default_str();
+  app.add_flag(
+      "!--unfused-bn-relu", o.model.fused_bn_relu,
+      "with --norm batch, run BatchNorm, the ReLU after it and (in the cnn) the max pool as separate "
+      "modules instead of one fused kernel (same results; to look at the pre-ReLU values with hooks, "
+      "or to time the fusion)");
+  app.add_option("--groups", o.model.groups, "GroupNorm groups")->capture_default_str();
+  app.add_option("--ghost-batch-size", o.model.ghost_batch_size, "GhostBatchNorm virtual batch size")
+      ->capture_default_str();
+  app.add_option("--hidden", o.model.mlp_hidden, "MLP hidden widths")->capture_default_str();
+
+  // The BatchNorm settings: for --norm batch, ghost and noisy; batchrenorm takes eps, affine and a numeric
+  // momentum (models/models.h).
+  const auto is_unit_interval = [](double v) { return v >= 0 && v <= 1; };
+  app.add_option_function<std::string>(
+         "--bn-momentum",
+         [&o](const std::string& text) {
+           // number_check has accepted it: "cumulative" or a number.
+           o.model.bn_momentum = text == "cumulative" ? std::nullopt : parse_number(text);
+         },
+         "weight of each new batch in the running statistics, or cumulative (the average over all "
+         "training batches so far, PyTorch's momentum=None; not for batchrenorm)")
+      ->check(number_check("a number in [0, 1] or 'cumulative'", is_unit_interval, "cumulative"))
+      ->default_str(shortest(kBatchNormDefaultMomentum));
+  app.add_option("--bn-eps", o.model.bn_eps, "added to the variance")
+      ->check(number_check("a finite number >= 0", [](double v) { return std::isfinite(v) && v >= 0; }))
+      ->capture_default_str();
+  app.add_option_function<std::string>(
+         "--bn-affine", [&o](const std::string& text) { o.model.bn_affine = text == "on"; },
+         "on: learnable scale and shift (gamma, beta) | off: none")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->default_str("on");
+  app.add_option("--recompute-bn-stats", o.recompute_bn_stats,
+                 "before each evaluation, set the BatchNorm running statistics to the precise ones over N "
+                 "training batches (0: keep the running averages)")
+      ->check(number_check("an integer >= 0", [](double v) { return v >= 0 && v == std::floor(v); }))
+      ->capture_default_str();
+
+  app.add_option("--batch-size", o.batch_size)->capture_default_str();
+  app.add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
+  app.add_option("--momentum", o.momentum, "SGD momentum (for BatchNorm's, see --bn-momentum)")
+      ->capture_default_str();
+  app.add_option("--weight-decay", o.weight_decay, "on weights only (not on biases, γ, β)")
+      ->capture_default_str();
+  app.add_option("--epochs", o.epochs)->capture_default_str();
+  app.add_option("--schedule", o.schedule, "cosine (after a linear warm-up) | constant")
+      ->capture_default_str();
+  app.add_option("--warmup-steps", o.warmup_steps)->capture_default_str();
+  app.add_option("--seed", o.seed)->capture_default_str();
+  app.add_option("--threads", o.threads)->capture_default_str();
+  app.add_option("--data", o.data_dir,
+                 "Fashion-MNIST folder (default: $NORMLAB_FASHION_MNIST or "
+                 "/usr/share/datasets/fashion-mnist)");
+  app.add_option("--synthetic", o.synthetic,
+                 "train on N synthetic bar images per class instead (no download)");
+  app.add_option("--save", o.save, "checkpoint written after every epoch (safetensors)");
+  app.add_option("--resume", o.resume, "continue the run saved in this checkpoint, with its settings");
+  app.add_option("--stop-after", o.stop_after_epochs, "stop after this many epochs (continue with --resume)");
+  app.add_option("--bn-mode-at-test", o.bn_mode_at_test,
+                 "eval | train (train reproduces the 'forgot model.eval()' pitfall)")
+      ->capture_default_str();
+  app.add_option("--eval-batch-size", o.eval_batch_size,
+                 "test-set batch size (small batches make --bn-mode-at-test train fail visibly)")
+      ->capture_default_str();
+  app.add_option("--json", o.json, "write one JSON line of metrics per epoch to this file");
+}
 
 TrainResult train(TrainOptions o) {
   int64_t first_epoch = 0;
@@ -197,6 +334,13 @@ TrainResult train(TrainOptions o) {
   check(o.bn_mode_at_test == "eval" || o.bn_mode_at_test == "train",
         "--bn-mode-at-test: expected eval or train, got '", o.bn_mode_at_test, "'");
   check(o.threads >= 1, "--threads: expected >= 1, got ", o.threads);
+  validate(o.model);  // now, rather than after loading the data
+  check(o.recompute_bn_stats >= 0, "--recompute-bn-stats: expected >= 0, got ", o.recompute_bn_stats);
+  const std::string& norm = o.model.norm;
+  check(o.recompute_bn_stats == 0 || norm == "batch" || norm == "ghost" || norm == "noisy",
+        "--recompute-bn-stats: needs BatchNorm layers with running statistics (--norm batch, ghost or "
+        "noisy), got --norm ",
+        norm);
   set_num_threads(o.threads);
   manual_seed(o.seed);
 
@@ -205,6 +349,18 @@ TrainResult train(TrainOptions o) {
                     {.batch_size = o.batch_size, .shuffle = true, .seed = o.seed, .drop_last = true});
   const int64_t steps_per_epoch = loader.num_batches();
   const int64_t total_steps = steps_per_epoch * o.epochs;
+  check(o.recompute_bn_stats <= steps_per_epoch, "--recompute-bn-stats: expected at most ", steps_per_epoch,
+        " (the training batches in one epoch), got ", o.recompute_bn_stats);
+  // The precise statistics come from a loader of their own: the training loader's options on the training
+  // set (so, the training loader's batches), always read from the start of epoch 0. The training loader is
+  // never touched, so the next epoch's data order cannot be disturbed: that order is a pure function of
+  // (seed, epoch) (data/dataloader.h), loader.batches(epoch) restarts it at every epoch, and this loader has
+  // its own position and prefetch thread. The pass draws nothing from the global generator either (no
+  // dropout in these models, and BatchNorm draws nothing; only NoisyBatchNorm's own generator advances).
+  // So a run with it trains on the same batches as one without, and a resumed run recomputes the same
+  // statistics (which the checkpoint saves) as an uninterrupted one.
+  std::unique_ptr<DataLoader> bn_stats_loader;
+  if (o.recompute_bn_stats > 0) bn_stats_loader = std::make_unique<DataLoader>(data.train, loader.options());
   if (o.model.norm == "batchrenorm" && o.model.renorm_total_steps == 0)
     o.model.renorm_total_steps = total_steps;
 
@@ -223,6 +379,9 @@ TrainResult train(TrainOptions o) {
                 runtime_summary().c_str(), describe(o.model).c_str(), static_cast<long long>(parameters),
                 data.description.c_str(), static_cast<long long>(o.batch_size), o.lr, o.momentum,
                 o.weight_decay, optimizer.schedule()->describe().c_str());
+    if (o.recompute_bn_stats > 0)
+      std::printf("precise BatchNorm statistics from %lld training batches before each evaluation\n",
+                  static_cast<long long>(o.recompute_bn_stats));
     if (!o.resume.empty())
       std::printf("resumed from %s at epoch %lld, step %lld\n", o.resume.c_str(),
                   static_cast<long long>(first_epoch + 1), static_cast<long long>(optimizer.step_count()));
@@ -260,6 +419,7 @@ TrainResult train(TrainOptions o) {
       progress.update(++step, loss_sum / seen, correct / seen);
     }
     const double train_seconds = seconds_since(start);
+    if (bn_stats_loader) recompute_bn_stats(*model, *bn_stats_loader, o.recompute_bn_stats);
     const Evaluation test = evaluate(*model, *data.test, o.eval_batch_size, o.bn_mode_at_test == "train");
 
     EpochMetrics m;
@@ -280,12 +440,7 @@ TrainResult train(TrainOptions o) {
       std::fflush(stdout);
     }
     if (json) {
-      json << "{\"epoch\": " << m.epoch << ", \"train_loss\": " << m.train_loss
-           << ", \"train_accuracy\": " << m.train_accuracy << ", \"test_loss\": " << m.test_loss
-           << ", \"test_accuracy\": " << m.test_accuracy << ", \"seconds\": " << m.seconds
-           << ", \"steps_per_second\": " << m.steps_per_second << ", \"lr\": " << m.lr << ", \"model\": \""
-           << o.model.model << "\", \"norm\": \"" << o.model.norm << "\", \"bn_mode_at_test\": \""
-           << o.bn_mode_at_test << "\"}\n";
+      json << metrics_json_line(m, o) << '\n';
       json.flush();
     }
     if (!o.save.empty()) save_checkpoint(o.save, *model, optimizer, run_metadata(o, data, epoch + 1));

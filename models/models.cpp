@@ -1,6 +1,8 @@
 #include "models/models.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <set>
 
 #include "layers/activation.h"
@@ -20,20 +22,32 @@ struct Features {
   bool spatial() const { return height > 0; }
 };
 
+// The BatchNorm knobs of the config, for BatchNorm1d/2d, GhostBatchNorm and NoisyBatchNorm.
+BatchNormOptions batch_norm_options(const ModelConfig& c) {
+  BatchNormOptions o;
+  o.eps = c.bn_eps;
+  o.momentum = c.bn_momentum;
+  o.affine = c.bn_affine;
+  return o;
+}
+
 // pool_after: a 2×2 max pool follows the norm's ReLU (a fused BatchNorm then takes it in too).
 ModulePtr make_norm(const ModelConfig& c, const Features& f, bool pool_after = false) {
   const int64_t C = f.channels;
   if (c.norm == "none") return nullptr;
   if (c.norm == "batch") {
-    BatchNormOptions o;
+    BatchNormOptions o = batch_norm_options(c);
     o.fused_relu = c.fused_bn_relu;  // add_block then adds no ReLU of its own
     o.fused_max_pool = c.fused_bn_relu && pool_after && f.spatial();  // ... nor a MaxPool2d
     return f.spatial() ? ModulePtr(std::make_shared<BatchNorm2d>(C, o)) : std::make_shared<BatchNorm1d>(C, o);
   }
-  if (c.norm == "ghost") return std::make_shared<GhostBatchNorm>(C, c.ghost_batch_size);
-  if (c.norm == "noisy") return std::make_shared<NoisyBatchNorm>(C);
+  if (c.norm == "ghost")
+    return std::make_shared<GhostBatchNorm>(C, c.ghost_batch_size, batch_norm_options(c));
+  if (c.norm == "noisy") return std::make_shared<NoisyBatchNorm>(C, NoiseOptions{}, batch_norm_options(c));
   if (c.norm == "batchrenorm") {
     BatchRenormOptions o;
+    o.eps = c.bn_eps;
+    o.affine = c.bn_affine;
     if (c.renorm_total_steps > 0) {
       // The paper's shape (warm-up, then rmax → 3 and dmax → 5) compressed to this run: 5%, 40%, 25%.
       const int64_t T = c.renorm_total_steps;
@@ -129,6 +143,18 @@ std::shared_ptr<Sequential> build_resnet(const ModelConfig& c) {
   return small_resnet(o);
 }
 
+// The shortest text that reads back to exactly v (std::to_chars without a precision).
+std::string shortest(double v) {
+  char text[32];
+  const auto [end, error] = std::to_chars(text, text + sizeof text, v);
+  check(error == std::errc(), "to_metadata: cannot format ", v);
+  return std::string(text, end);
+}
+
+std::string momentum_text(const std::optional<double>& momentum) {
+  return momentum ? shortest(*momentum) : std::string("cumulative");
+}
+
 }  // namespace
 
 void validate(const ModelConfig& c) {
@@ -144,6 +170,10 @@ void validate(const ModelConfig& c) {
         "--norm instance: InstanceNorm needs spatial dims; use it with --model cnn or resnet");
   check(c.groups >= 1, "--groups: expected >= 1, got ", c.groups);
   check(c.ghost_batch_size >= 1, "--ghost-batch-size: expected >= 1, got ", c.ghost_batch_size);
+  // NaN fails these comparisons too.
+  check(std::isfinite(c.bn_eps) && c.bn_eps >= 0, "--bn-eps: expected a finite number >= 0, got ", c.bn_eps);
+  check(!c.bn_momentum || (*c.bn_momentum >= 0 && *c.bn_momentum <= 1),
+        "--bn-momentum: expected a number in [0, 1] or 'cumulative', got ", momentum_text(c.bn_momentum));
 }
 
 std::shared_ptr<Sequential> build_model(const ModelConfig& c) {
@@ -166,7 +196,10 @@ std::map<std::string, std::string> to_metadata(const ModelConfig& c) {
           {"model.groups", std::to_string(c.groups)},
           {"model.ghost_batch_size", std::to_string(c.ghost_batch_size)},
           {"model.renorm_total_steps", std::to_string(c.renorm_total_steps)},
-          {"model.fused_bn_relu", c.fused_bn_relu ? "1" : "0"}};
+          {"model.fused_bn_relu", c.fused_bn_relu ? "1" : "0"},
+          {"model.bn_eps", shortest(c.bn_eps)},
+          {"model.bn_momentum", momentum_text(c.bn_momentum)},
+          {"model.bn_affine", c.bn_affine ? "1" : "0"}};
 }
 
 ModelConfig from_metadata(const std::map<std::string, std::string>& m) {
@@ -182,6 +215,15 @@ ModelConfig from_metadata(const std::map<std::string, std::string>& m) {
     } catch (const std::exception&) {
       throw Error(cat_str("checkpoint: metadata '", key, "' is not an integer: '", v, "'"));
     }
+  };
+  // The whole text must be the number (std::stod would accept "0.1abc").
+  auto get_double = [&](const std::string& key) {
+    const std::string v = get(key);
+    double value = 0;
+    const auto [end, error] = std::from_chars(v.data(), v.data() + v.size(), value);
+    check(error == std::errc() && end == v.data() + v.size() && !v.empty(), "checkpoint: metadata '", key,
+          "' is not a number: '", v, "'");
+    return value;
   };
   ModelConfig c;
   c.model = get("model.model");
@@ -205,6 +247,13 @@ ModelConfig from_metadata(const std::map<std::string, std::string>& m) {
   // Checkpoints written before the fused BatchNorm + ReLU existed have no key: their models had a ReLU
   // module of their own (which shifts the names of the layers after it).
   c.fused_bn_relu = m.count("model.fused_bn_relu") && get_int("model.fused_bn_relu") != 0;
+  // Checkpoints written before the BatchNorm settings existed have none of these keys: their layers had the
+  // defaults.
+  if (m.count("model.bn_eps")) c.bn_eps = get_double("model.bn_eps");
+  if (m.count("model.bn_momentum"))
+    c.bn_momentum = get("model.bn_momentum") == "cumulative" ? std::nullopt
+                                                             : std::optional(get_double("model.bn_momentum"));
+  if (m.count("model.bn_affine")) c.bn_affine = get_int("model.bn_affine") != 0;
   validate(c);
   return c;
 }
@@ -212,7 +261,15 @@ ModelConfig from_metadata(const std::map<std::string, std::string>& m) {
 std::string describe(const ModelConfig& c) {
   const bool fused = c.norm == "batch" && c.fused_bn_relu;
   const char* what = c.model == "cnn" ? " (fused with its ReLU and max pool)" : " (fused with its ReLU)";
-  return c.model + ", norm=" + c.norm + (fused ? what : "") + ", bias=" + c.bias;
+  std::string bn;  // the BatchNorm settings that differ from the defaults
+  if (c.norm == "batch" || c.norm == "ghost" || c.norm == "noisy" || c.norm == "batchrenorm") {
+    const ModelConfig defaults;
+    if (c.bn_eps != defaults.bn_eps) bn += " eps=" + shortest(c.bn_eps);
+    if (c.bn_momentum != defaults.bn_momentum) bn += " momentum=" + momentum_text(c.bn_momentum);
+    if (!c.bn_affine) bn += " affine=off";
+  }
+  return c.model + ", norm=" + c.norm + (fused ? what : "") + ", bias=" + c.bias +
+         (bn.empty() ? "" : ", bn" + bn);
 }
 
 }  // namespace nl

@@ -14,14 +14,26 @@
 // normalization layer (its shift β makes a preceding bias redundant; BatchNorm and InstanceNorm cancel it
 // exactly) and a bias everywhere else; "off" = no bias in any hidden layer, normalized or not; "on" = a bias
 // everywhere. The classifier (last Linear) always has its bias.
+//
+// The BatchNorm knobs (bn_eps, bn_momentum, bn_affine) apply to every BatchNorm-family layer the builders
+// make, and to nothing else:
+//   norm "batch" (BatchNorm1d/2d), "ghost" (GhostBatchNorm), "noisy" (NoisyBatchNorm): all three.
+//   norm "batchrenorm" (BatchRenorm): eps and affine. Its running μ and σ keep their own rate, the paper's
+//     α = 0.01 (kBatchRenormDefaultMomentum): BatchNorm's momentum (0.1, or a cumulative average) means
+//     something else there.
+//   Other norms (layer, group, instance, rms) ignore them.
+// With bn_affine off the layers have no γ and β (no weight or bias parameters): y = x̂. A bias before the
+// layer is still dropped under bias "auto": the mean subtraction cancels it whether or not β follows.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "../core/normalization.h"
 #include "../layers/module.h"
 
 namespace nl {
@@ -39,6 +51,12 @@ struct ModelConfig {
   // "BatchNorm2d(..., fused_relu=true)" and no separate ReLU. In the cnn the 2×2 max pool after them joins
   // the kernel too (fused_max_pool), and an Identity stands where the MaxPool2d was.
   bool fused_bn_relu = true;
+  // The BatchNorm family's settings (see the header comment for which layers take them).
+  double bn_eps = kNormDefaultEps;  // >= 0, added to the variance
+  // Weight of the new batch statistic in the running averages, in [0, 1]; nullopt: the cumulative average
+  // over all training batches so far, factor 1/num_batches_tracked (PyTorch's momentum=None).
+  std::optional<double> bn_momentum = kBatchNormDefaultMomentum;
+  bool bn_affine = true;  // learnable γ (weight) and β (bias)
 };
 
 // Throws nl::Error naming the option when a name or a combination is not supported.
@@ -46,10 +64,15 @@ void validate(const ModelConfig& config);
 
 std::shared_ptr<Sequential> build_model(const ModelConfig& config);
 
-// "cnn, norm=batch (fused with its ReLU), bias=auto" — for headers.
+// "cnn, norm=batch (fused with its ReLU), bias=auto" — for headers; the BatchNorm settings follow when they
+// differ from the defaults (", bn eps=0.001 momentum=cumulative affine=off").
 std::string describe(const ModelConfig& config);
 
 // The config as checkpoint metadata ("model.*" keys) and back, so normlab-predict rebuilds the same net.
+// Doubles are written in their shortest form that reads back to the same value ("model.bn_eps",
+// "model.bn_momentum", which is "cumulative" for nullopt). A checkpoint written before a key existed loads
+// with the value its model was built with: fused_bn_relu off, bn_eps and bn_affine at their defaults, and
+// bn_momentum at BatchNorm's default, or BatchRenorm's (0.01) when the norm is "batchrenorm".
 std::map<std::string, std::string> to_metadata(const ModelConfig& config);
 ModelConfig from_metadata(const std::map<std::string, std::string>& metadata);
 

@@ -1,6 +1,6 @@
 # Sourced by scripts/test and scripts/demo: installs the Debian packages normlab needs, if any is missing.
 # Works as root or with sudo; does nothing when everything is already there.
-normlab_packages=(cmake g++ make libopenblas-openmp-dev catch2 libstb-dev zlib1g-dev libcli11-dev "$@")
+normlab_packages=(cmake g++ make libopenblas-openmp-dev catch2 libstb-dev zlib1g-dev libcli11-dev nlohmann-json3-dev "$@")
 missing=()
 for p in "${normlab_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
