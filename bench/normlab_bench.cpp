@@ -283,6 +283,10 @@ int main(int argc, char** argv) {
         2.0 * 128 * (3.0 * (784 * 512 + 512 * 512 + 512 * 10) - 784 * 512));
     run("cnn_train_step_b64", train_step("cnn", 64));
     run("cnn_eval_b1000", eval_forward("cnn", 1000));
+    // The lab's small batches, where the per-step overhead (graph, allocation, threads, tiny GEMMs) shows.
+    run("cnn_train_step_b2", train_step("cnn", 2));
+    run("cnn_train_step_b8", train_step("cnn", 8));
+    run("mlp_train_step_b8", train_step("mlp", 8));
 
     // c. normalization
     const Shape big{64, 64, 28, 28}, small{256, 32, 16, 16};
