@@ -3,13 +3,15 @@
 //   normlab-lab list                                   each study with its claim
 //   normlab-lab run STUDY... [--seeds N] [--quick] [--out DIR] [--threads N] [--data DIR]
 //   normlab-lab run all                                every study
-//   normlab-lab report DIR                             rebuild DIR/report.html and the CSVs from results.json
+//   normlab-lab report DIR [--study NAME]              rebuild DIR/report.html and the CSVs from results.json
+//                                                      (with --study: DIR/report-NAME.html, that study alone)
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 
 #include <CLI/CLI.hpp>
 
+#include "core/file_util.h"
 #include "report.h"
 #include "studies.h"
 
@@ -49,6 +51,7 @@ std::string joined_command(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  nl::use_fastest_blas_kernel(argv);
   CLI::App app{"normlab-lab: studies that measure each claim about batch normalization"};
   app.require_subcommand(1);
   CLI::App* list = app.add_subcommand("list", "print each study with its claim");
@@ -66,8 +69,9 @@ int main(int argc, char** argv) {
                   "Fashion-MNIST folder (default: NORMLAB_FASHION_MNIST, then Debian's)");
   run->add_flag("!--no-progress", options.show_progress, "no progress line");
   CLI::App* report = app.add_subcommand("report", "rebuild report.html and the CSVs from DIR/results.json");
-  std::string report_dir;
+  std::string report_dir, only_study;
   report->add_option("dir", report_dir, "a folder written by normlab-lab run")->required();
+  report->add_option("--study", only_study, "write DIR/report-STUDY.html with that study alone (for screenshots)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -76,8 +80,17 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (report->parsed()) {
-      lab::write_outputs(report_dir, lab::read_results(report_dir));
-      std::printf("normlab-lab: wrote %s/report.html\n", report_dir.c_str());
+      lab::LabResults results = lab::read_results(report_dir);
+      if (only_study.empty()) {
+        lab::write_outputs(report_dir, results);
+        std::printf("normlab-lab: wrote %s/report.html\n", report_dir.c_str());
+        return 0;
+      }
+      std::erase_if(results.studies, [&](const lab::StudyResult& s) { return s.study != only_study; });
+      nl::check(!results.studies.empty(), "report: ", report_dir, "/results.json has no study '", only_study, "'");
+      const std::string path = report_dir + "/report-" + only_study + ".html";
+      nl::write_file_atomically(path, lab::render_report(results), "report");
+      std::printf("normlab-lab: wrote %s\n", path.c_str());
       return 0;
     }
     std::vector<const lab::Study*> chosen;
