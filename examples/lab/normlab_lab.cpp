@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
   CLI::App* report = app.add_subcommand("report", "rebuild report.html and the CSVs from DIR/results.json");
   std::string report_dir, only_study;
   report->add_option("dir", report_dir, "a folder written by normlab-lab run")->required();
-  report->add_option("--study", only_study, "write DIR/report-STUDY.html with that study alone (for screenshots)");
+  report->add_option("--study", only_study,
+                     "write DIR/report-STUDY.html with that study alone (for screenshots)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -87,7 +88,8 @@ int main(int argc, char** argv) {
         return 0;
       }
       std::erase_if(results.studies, [&](const lab::StudyResult& s) { return s.study != only_study; });
-      nl::check(!results.studies.empty(), "report: ", report_dir, "/results.json has no study '", only_study, "'");
+      nl::check(!results.studies.empty(), "report: ", report_dir, "/results.json has no study '", only_study,
+                "'");
       const std::string path = report_dir + "/report-" + only_study + ".html";
       nl::write_file_atomically(path, lab::render_report(results), "report");
       std::printf("normlab-lab: wrote %s\n", path.c_str());
