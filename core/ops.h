@@ -65,6 +65,10 @@ Tensor stddev(const Tensor& x, std::vector<int64_t> axes = {}, bool unbiased = t
 Tensor max(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);
 Tensor min(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);  // int64, first maximum
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);  // int64, first minimum
+// (Σ|x|^p)^(1/p) over axes (empty = all), p > 0 or INFINITY (max |x|); gradient 0 at x = 0.
+// torch.linalg.vector_norm
+Tensor norm(const Tensor& x, double p = 2, std::vector<int64_t> axes = {}, bool keepdim = false);
 Tensor logsumexp(const Tensor& x, std::vector<int64_t> axes, bool keepdim = false);
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
@@ -82,8 +86,6 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // inde
 Tensor sum_to(const Tensor& x, const Shape& shape);
 
 // ---- vector maths (core/ops_vector.cpp)
-// (Σ|x|^p)^(1/p) over axes (empty = all), p > 0 or INFINITY (max |x|). torch.linalg.vector_norm
-Tensor norm(const Tensor& x, double p = 2, std::vector<int64_t> axes = {}, bool keepdim = false);
 // Σ_i a_i·b_i of two 1-D tensors of one length and dtype, shape []. torch.dot
 Tensor dot(const Tensor& a, const Tensor& b);
 // Σ_dim a·b / (max(‖a‖, eps)·max(‖b‖, eps)), broadcasting. torch.nn.functional.cosine_similarity
@@ -94,8 +96,6 @@ Tensor diagonal(const Tensor& x, int64_t offset = 0, int64_t dim1 = 0, int64_t d
 Tensor trace(const Tensor& x);
 // y[v] = #{i : x_i = v} or Σ_{x_i = v} w_i, length max(max(x) + 1, minlength); no grad. torch.bincount
 Tensor bincount(const Tensor& x, const Tensor& weights = Tensor(), int64_t minlength = 0);
-// argmin_i x[.., i (dim), ..], int64, first minimum; not differentiable. torch.argmin
-Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
 
 // ---- operators
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

@@ -1,4 +1,5 @@
-// Reductions over a set of axes, logsumexp, softmax and log-softmax; forward and backward side by side.
+// Reductions over a set of axes (sum, mean, var, max, argmax, the vector norm ...), logsumexp, softmax and
+// log-softmax; forward and backward side by side.
 //
 // Every reduction is computed the same way: permute the input so the kept axes come first and the reduced
 // axes last, make it contiguous (a no-op when they already are), view it as (rows, cols) and reduce each
@@ -29,7 +30,8 @@ struct Reduction {
 
 Reduction plan(const Tensor& x, std::vector<int64_t> axes, bool keepdim, const char* op) {
   const int64_t rank = x.dim();
-  std::vector<bool> reduced(static_cast<size_t>(rank), axes.empty());
+  // A 0-d tensor accepts dim 0 and −1 (normalize_dim), as PyTorch does: it has one element to reduce.
+  std::vector<bool> reduced(static_cast<size_t>(std::max<int64_t>(rank, 1)), axes.empty());
   for (int64_t& a : axes) {
     a = normalize_dim(a, rank, op);
     check(!reduced[a] || axes.empty(), op, ": axis ", a, " is listed twice");
@@ -127,9 +129,77 @@ Tensor min(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
   return extreme(ReduceOp::Min, x, std::move(axes), keepdim, "min");
 }
 
+namespace {
+
+// argmax/argmin along one dim: int64 indices of the first extreme, not differentiable.
+Tensor arg_extreme(ReduceOp op, const Tensor& x, int64_t dim, bool keepdim, const char* name) {
+  const Reduction r = plan(x, {dim}, keepdim, name);
+  check(r.cols > 0, name, ": cannot take the ", name, " over dim ", normalize_dim(dim, x.dim(), name),
+        " of size 0 (shape ", x.shape(), ")");
+  return reduce_forward(op, x, r, name);
+}
+
+// sign(x) in x's dtype: −1, 0 or 1.
+Tensor sign(const Tensor& x) {
+  const Tensor zero = zeros({}, x.dtype());
+  return sub(gt(x, zero), lt(x, zero));
+}
+
+}  // namespace
+
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
-  const Reduction r = plan(x, {dim}, keepdim, "argmax");
-  return reduce_forward(ReduceOp::Argmax, x, r, "argmax");
+  return arg_extreme(ReduceOp::Argmax, x, dim, keepdim, "argmax");
+}
+
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
+  return arg_extreme(ReduceOp::Argmin, x, dim, keepdim, "argmin");
+}
+
+// norm (torch.linalg.vector_norm) of x over the reduced axes R (all axes when none are given), p > 0:
+//   p = 2:      y = sqrt(Σ x²)             dx = dy · x / y                              (0 where y = 0)
+//   p = 1:      y = Σ |x|                  dx = dy · sign(x)
+//   p = ∞:      y = max |x|                dx = dy · sign(x) · [|x| = y] / #{|x| = y}   (ties share dy)
+//   any other:  y = (Σ |x|^p)^(1/p)        dx = dy · sign(x)·|x|^(p−1) / y^(p−1)      (0 where y = 0)
+//   x: any shape, float32 or float64. y: x's shape without R (R kept as 1s with keepdim), x's dtype,
+//   computed in double whatever x's dtype. Saved: x and y.
+//   The backward is written out rather than left to the composition of sqrt, sum, abs and pow: at y = 0 the
+//   composition multiplies 0 by an infinite derivative (1/(2·sqrt(0)) for p = 2) and gives NaN, where the
+//   gradient PyTorch defines (and the one we want for a zero vector) is 0. sign(x)·|x|^(p−1) is x·|x|^(p−2)
+//   written so that it is 0 at x = 0 for every p (|x|^(p−2) is infinite there for p < 2).
+Tensor norm(const Tensor& x, double p, std::vector<int64_t> axes, bool keepdim) {
+  check(p > 0, "norm: p must be > 0 (2, 1, INFINITY or any positive order), got p = ", p);
+  check(is_floating(x.dtype()), "norm: expected a float32 or float64 tensor, got ", dtype_name(x.dtype()),
+        " of shape ", x.shape());
+  const Reduction r = plan(x, std::move(axes), keepdim, "norm");
+  check(r.cols > 0 || !std::isinf(p), "norm: the inf norm (max |x|) of an empty set of elements is",
+        " undefined (shape ", x.shape(), ")");
+  Tensor y;
+  {
+    NoGradGuard no_record;
+    const Tensor xd = x.to(kFloat64);
+    if (p == 2)
+      y = sqrt(sum(square(xd), r.axes, true));
+    else if (p == 1)
+      y = sum(abs(xd), r.axes, true);
+    else if (std::isinf(p))
+      y = max(abs(xd), r.axes, true);
+    else
+      y = pow(sum(pow(abs(xd), p), r.axes, true), 1.0 / p);
+    y = y.to(x.dtype()).reshape(r.out_shape);
+  }
+  return record(y, "norm", {x}, [x = x.detach(), y = y.detach(), p, r](const Tensor& g) {
+    const Tensor yk = y.reshape(r.keepdim_shape), gk = g.reshape(r.keepdim_shape);
+    const Tensor zero = zeros({}, g.dtype());
+    if (p == 1) return Grads{mul(sign(x), gk)};
+    if (p == 2) return Grads{mul(x, where(eq(yk, zero), zero, div(gk, yk)))};  // dy·x/y, 0 where y = 0
+    if (std::isinf(p)) {
+      // dy is split evenly among the positions holding the maximum |x| (at x = 0 all of them, sign 0).
+      const Tensor at_max = eq(abs(x), yk);
+      return Grads{mul(mul(sign(x), at_max), div(gk, sum(at_max, r.axes, true)))};
+    }
+    const Tensor x_scaled = where(eq(x, zero), zero, mul(sign(x), pow(abs(x), p - 1)));  // x·|x|^(p−2)
+    return Grads{mul(x_scaled, where(eq(yk, zero), zero, div(gk, pow(yk, p - 1))))};
+  });
 }
 
 Tensor logsumexp(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {

@@ -1,25 +1,14 @@
-// Vector maths: norm, dot, cosine_similarity, diagonal, trace, bincount and argmin; forward and backward
+// Vector maths: dot, cosine_similarity, diagonal, trace and bincount; forward and backward
 // side by side. Semantics are PyTorch's (the name of each PyTorch function is given in core/ops.h).
-//
-// norm (torch.linalg.vector_norm) of x over the reduced axes R (all axes when none are given), p > 0:
-//   p = 2:      y = sqrt(Σ x²)             dx = dy · x / y                              (0 where y = 0)
-//   p = 1:      y = Σ |x|                  dx = dy · sign(x)
-//   p = ∞:      y = max |x|                dx = dy · sign(x) · [|x| = y] / #{|x| = y}   (ties share dy)
-//   any other:  y = (Σ |x|^p)^(1/p)        dx = dy · sign(x)·|x|^(p−1) / y^(p−1)      (0 where y = 0)
-//   x: any shape, float32 or float64. y: x's shape without R (R kept as 1s with keepdim), x's dtype,
-//   computed in double whatever x's dtype. Saved: x and y.
-//   The backward is written out rather than left to the composition of sqrt, sum, abs and pow: at y = 0 the
-//   composition multiplies 0 by an infinite derivative (1/(2·sqrt(0)) for p = 2) and gives NaN, where the
-//   gradient PyTorch defines (and the one we want for a zero vector) is 0. sign(x)·|x|^(p−1) is x·|x|^(p−2)
-//   written so that it is 0 at x = 0 for every p (|x|^(p−2) is infinite there for p < 2).
 //
 // dot (torch.dot): a, b: [n], same dtype → y = Σ_i a_i b_i, shape []. da = dy · b, db = dy · a.
 //
 // cosine_similarity (torch.nn.functional.cosine_similarity, PyTorch 2.x): a and b broadcast to one shape S,
 //   y = Σ_dim (a / max(‖a‖, eps)) · (b / max(‖b‖, eps)), the norms taken along dim; y: S without dim.
-//   Composed of differentiable ops; norm's gradient is 0 at a zero vector and the clamp's is 0 below eps,
-//   so the gradient is finite there (b̂/eps for a = 0). It is the exact derivative of the formula; PyTorch
-//   clamps the norm in place outside autograd and so differs from it only where ‖a‖ < eps.
+//   Composed of differentiable ops; norm's gradient (core/ops_reduce.cpp) is 0 at a zero vector and the
+//   clamp's is 0 below eps, so the gradient is finite there (b̂/eps for a = 0). It is the exact derivative of
+//   the formula; PyTorch clamps the norm in place outside autograd and so differs from it only where ‖a‖ <
+//   eps.
 //
 // diagonal (torch.diagonal): x: rank >= 2; the result drops dim1 and dim2 and appends the diagonal
 //   x[..., i, ..., i + offset, ...] (offset > 0 above the main diagonal, < 0 below) as its last dim, of
@@ -32,94 +21,16 @@
 // bincount (torch.bincount): x: [n] int64 >= 0 → y[v] = #{i : x_i = v} (int64), or Σ_{i : x_i = v} w_i in
 //   the weights' dtype, accumulated in double; y has length max(max(x) + 1, minlength). Not differentiable:
 //   the result never requires grad, even when the weights do.
-//
-// argmin (torch.argmin): the index (int64) of the first minimum along dim; not differentiable.
 #include <algorithm>
 #include <cmath>
 #include <memory>
 
 #include "autograd/engine.h"
-#include "core/kernels.h"
 #include "core/ops.h"
 
 namespace nl {
 
 using Grads = std::vector<Tensor>;
-
-namespace {
-
-// sign(x) in x's dtype: −1, 0 or 1.
-Tensor sign(const Tensor& x) {
-  const Tensor zero = zeros({}, x.dtype());
-  return sub(gt(x, zero), lt(x, zero));
-}
-
-// ---- norm -------------------------------------------------------------------------------------------------
-
-// The reduced axes of a norm: checked, ascending, and the shapes of the result with and without keepdim.
-struct NormAxes {
-  std::vector<int64_t> axes;  // as the reductions take them: empty = all axes
-  Shape keepdim_shape;        // x's shape with the reduced axes set to 1
-  Shape out_shape;            // keepdim_shape, or with the reduced axes removed
-  int64_t count = 1;          // the number of elements reduced into each output element
-};
-
-NormAxes plan_norm(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
-  const int64_t rank = x.dim();
-  std::vector<bool> reduced(static_cast<size_t>(std::max<int64_t>(rank, 1)), axes.empty());
-  for (int64_t& a : axes) {
-    a = normalize_dim(a, rank, "norm");
-    check(!reduced[a], "norm: axis ", a, " is listed twice in axes");
-    reduced[a] = true;
-  }
-  NormAxes r;
-  if (rank > 0) r.axes = axes;  // a scalar has no axis to name (dim 0 and -1 are accepted, as in PyTorch)
-  std::sort(r.axes.begin(), r.axes.end());
-  for (int64_t d = 0; d < rank; ++d) {
-    r.keepdim_shape.push_back(reduced[d] ? 1 : x.size(d));
-    if (reduced[d]) r.count *= x.size(d);
-    if (!reduced[d] || keepdim) r.out_shape.push_back(reduced[d] ? 1 : x.size(d));
-  }
-  return r;
-}
-
-}  // namespace
-
-Tensor norm(const Tensor& x, double p, std::vector<int64_t> axes, bool keepdim) {
-  check(p > 0, "norm: p must be > 0 (2, 1, INFINITY or any positive order), got p = ", p);
-  check(is_floating(x.dtype()), "norm: expected a float32 or float64 tensor, got ", dtype_name(x.dtype()),
-        " of shape ", x.shape());
-  const NormAxes r = plan_norm(x, std::move(axes), keepdim);
-  check(r.count > 0 || !std::isinf(p), "norm: the inf norm (max |x|) of an empty set of elements is",
-        " undefined (shape ", x.shape(), ")");
-  Tensor y;
-  {
-    NoGradGuard no_record;
-    const Tensor xd = x.to(kFloat64);
-    if (p == 2)
-      y = sqrt(sum(square(xd), r.axes, true));
-    else if (p == 1)
-      y = sum(abs(xd), r.axes, true);
-    else if (std::isinf(p))
-      y = max(abs(xd), r.axes, true);
-    else
-      y = pow(sum(pow(abs(xd), p), r.axes, true), 1.0 / p);
-    y = y.to(x.dtype()).reshape(r.out_shape);
-  }
-  return record(y, "norm", {x}, [x = x.detach(), y = y.detach(), p, r](const Tensor& g) {
-    const Tensor yk = y.reshape(r.keepdim_shape), gk = g.reshape(r.keepdim_shape);
-    const Tensor zero = zeros({}, g.dtype());
-    if (p == 1) return Grads{mul(sign(x), gk)};
-    if (p == 2) return Grads{mul(x, where(eq(yk, zero), zero, div(gk, yk)))};  // dy·x/y, 0 where y = 0
-    if (std::isinf(p)) {
-      // dy is split evenly among the positions holding the maximum |x| (at x = 0 all of them, sign 0).
-      const Tensor at_max = eq(abs(x), yk);
-      return Grads{mul(mul(sign(x), at_max), div(gk, sum(at_max, r.axes, true)))};
-    }
-    const Tensor x_scaled = where(eq(x, zero), zero, mul(sign(x), pow(abs(x), p - 1)));  // x·|x|^(p−2)
-    return Grads{mul(x_scaled, where(eq(yk, zero), zero, div(gk, pow(yk, p - 1))))};
-  });
-}
 
 // ---- dot --------------------------------------------------------------------------------------------------
 
@@ -232,31 +143,6 @@ Tensor bincount(const Tensor& x, const Tensor& weights, int64_t minlength) {
   std::vector<double> totals(static_cast<size_t>(length), 0.0);
   for (size_t i = 0; i < values.size(); ++i) totals[values[i]] += w[i];
   return from_vector(totals).to(weights.dtype());
-}
-
-// ---- argmin -----------------------------------------------------------------------------------------------
-
-Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
-  const int64_t rank = x.dim();
-  dim = normalize_dim(dim, rank, "argmin");
-  const int64_t cols = rank == 0 ? 1 : x.size(dim);
-  check(cols > 0, "argmin: cannot take the argmin over dim ", dim, " of size 0 (shape ", x.shape(), ")");
-  // Move dim last, keeping the order of the others, and reduce each row.
-  std::vector<int64_t> perm;
-  for (int64_t d = 0; d < rank; ++d)
-    if (d != dim) perm.push_back(d);
-  if (rank > 0) perm.push_back(dim);
-  Tensor rows;
-  {
-    NoGradGuard no_record;
-    rows = x.permute(perm).contiguous().reshape({x.numel() / cols, cols});
-  }
-  Tensor out = empty({rows.size(0)}, kInt64);
-  kernels::reduce_rows(kernels::ReduceOp::Argmin, rows, out);
-  Shape out_shape = x.shape();
-  if (rank > 0 && keepdim) out_shape[dim] = 1;
-  if (rank > 0 && !keepdim) out_shape.erase(out_shape.begin() + dim);
-  return out.reshape(out_shape);
 }
 
 }  // namespace nl

@@ -93,6 +93,15 @@ TEST_CASE("reductions over any set of axes, with keepdim", "[ops][reduce]") {
   REQUIRE_THROWS_WITH(sum(x, {1, 1}), "sum: axis 1 is listed twice");
 }
 
+TEST_CASE("a 0-d tensor reduces over dim 0 or -1, as in PyTorch", "[ops][reduce]") {
+  const Tensor x = scalar_tensor(4.0);
+  CHECK(argmax(x, 0).item() == 0);
+  CHECK(argmax(x, -1, true).shape() == Shape{});
+  CHECK(sum(x, {0}).item() == 4.0);
+  CHECK(max(x, {-1}).item() == 4.0);
+  CHECK_THROWS_WITH(sum(x, {1}), Catch::Contains("sum: dim 1 is out of range for a tensor of rank 0"));
+}
+
 TEST_CASE("variance is exact for large offsets (two passes in double)", "[ops][reduce]") {
   const Tensor x = add(tensor({-1, 1, -1, 1}), 1e7);  // float32: 1e7 ± 1 is exact
   CHECK(var(x, {}, false).item() == Approx(1.0));
