@@ -226,11 +226,6 @@ std::optional<double> parse_number(const std::string& text) {
   return value;
 }
 
-std::string shortest(double v) {
-  char text[32];
-  return std::string(text, std::to_chars(text, text + sizeof text, v).ptr);
-}
-
 // A CLI11 check that the value is a number for which `ok` holds, or the word `or_word` when one is given.
 // `expected` says what is accepted, in the help text and in the error (which CLI11 prefixes with the option).
 CLI::Validator number_check(const std::string& expected, std::function<bool(double)> ok,
@@ -265,8 +260,8 @@ void add_command_line_options(CLI::App& app, TrainOptions& o) {
       ->capture_default_str();
   app.add_option("--hidden", o.model.mlp_hidden, "MLP hidden widths")->capture_default_str();
 
-  // The BatchNorm settings: for --norm batch, ghost and noisy; batchrenorm takes eps, affine and a numeric
-  // momentum (models/models.h).
+  // The BatchNorm settings: for --norm batch, ghost and noisy; batchrenorm takes eps and affine and keeps its
+  // own momentum (models/models.h).
   const auto is_unit_interval = [](double v) { return v >= 0 && v <= 1; };
   app.add_option_function<std::string>(
          "--bn-momentum",
@@ -277,7 +272,7 @@ void add_command_line_options(CLI::App& app, TrainOptions& o) {
          "weight of each new batch in the running statistics, or cumulative (the average over all "
          "training batches so far, PyTorch's momentum=None; not for batchrenorm)")
       ->check(number_check("a number in [0, 1] or 'cumulative'", is_unit_interval, "cumulative"))
-      ->default_str(shortest(kBatchNormDefaultMomentum));
+      ->default_str(cat_str(kBatchNormDefaultMomentum));
   app.add_option("--bn-eps", o.model.bn_eps, "added to the variance")
       ->check(number_check("a finite number >= 0", [](double v) { return std::isfinite(v) && v >= 0; }))
       ->capture_default_str();

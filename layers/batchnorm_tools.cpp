@@ -69,12 +69,14 @@ bool fold_into(Tensor& weight, Tensor& bias, const FoldStats& st) {
   return true;
 }
 
-void collect_batchnorms(Module& model, std::vector<BatchNorm*>& out) {
+}  // namespace
+
+std::vector<BatchNorm*> batch_norm_layers(Module& model) {
+  std::vector<BatchNorm*> out;
   for (auto& [name, m] : model.named_modules())
     if (auto* bn = dynamic_cast<BatchNorm*>(m)) out.push_back(bn);
+  return out;
 }
-
-}  // namespace
 
 std::vector<std::string> fold_batchnorm(Module& model) {
   std::vector<std::string> folded;
@@ -122,8 +124,7 @@ int64_t recompute_batchnorm_stats(Module& model, const std::function<Tensor()>& 
   };
   std::vector<std::pair<Module*, bool>> modes;
   for (auto& [name, m] : model.named_modules()) modes.emplace_back(m, m->is_training());
-  std::vector<BatchNorm*> bns;
-  collect_batchnorms(model, bns);
+  const std::vector<BatchNorm*> bns = batch_norm_layers(model);
   std::vector<SavedBn> saved;
   for (BatchNorm* bn : bns)
     if (bn->running_mean.defined())
@@ -172,8 +173,7 @@ int64_t recompute_batchnorm_stats(Module& model, const std::vector<Tensor>& batc
 }
 
 int64_t set_batchnorm_running_stats_frozen(Module& model, bool frozen) {
-  std::vector<BatchNorm*> bns;
-  collect_batchnorms(model, bns);
+  const std::vector<BatchNorm*> bns = batch_norm_layers(model);
   for (BatchNorm* bn : bns) bn->freeze_running_stats(frozen);
   return static_cast<int64_t>(bns.size());
 }

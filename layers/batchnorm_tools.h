@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "module.h"
+#include "normalization.h"
 
 namespace nl {
 
@@ -45,6 +46,9 @@ int64_t recompute_batchnorm_stats(Module& model, const std::function<Tensor()>& 
                                   int64_t num_batches);
 // The same over a list of input batches (all of them).
 int64_t recompute_batchnorm_stats(Module& model, const std::vector<Tensor>& batches);
+
+// Every BatchNorm-family layer of the model (BatchNorm1d/2d, GhostBatchNorm, NoisyBatchNorm), depth first.
+std::vector<BatchNorm*> batch_norm_layers(Module& model);
 
 // Calls freeze_running_stats(frozen) on every BatchNorm-family layer of the model; returns how many.
 int64_t set_batchnorm_running_stats_frozen(Module& model, bool frozen = true);

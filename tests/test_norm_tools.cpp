@@ -196,6 +196,7 @@ TEST_CASE("set_batchnorm_running_stats_frozen: every BatchNorm of a model", "[no
   auto a = std::make_shared<BatchNorm1d>(3);
   auto b = std::make_shared<GhostBatchNorm>(3, 2);
   Sequential model({a, std::make_shared<ReLU>(), b});
+  CHECK(batch_norm_layers(model) == std::vector<BatchNorm*>{a.get(), b.get()});
   CHECK(set_batchnorm_running_stats_frozen(model) == 2);
   model(randn({4, 3}, kFloat32, &gen, 3.0));
   CHECK(values(a->running_mean) == std::vector<double>{0, 0, 0});

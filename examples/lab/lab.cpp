@@ -67,13 +67,6 @@ std::shared_ptr<Sequential> lab_model(const std::string& model, const std::strin
   return build_model(c);
 }
 
-std::vector<BatchNorm*> batch_norms(Module& model) {
-  std::vector<BatchNorm*> out;
-  for (auto& [name, m] : model.named_modules())
-    if (auto* bn = dynamic_cast<BatchNorm*>(m)) out.push_back(bn);
-  return out;
-}
-
 std::vector<std::vector<float>> parameter_values(const Module& model) {
   std::vector<std::vector<float>> out;
   for (const Tensor& p : model.parameters()) out.push_back(p.to_vector<float>());
@@ -279,6 +272,17 @@ void Progress::advance(int64_t steps) {
 }
 
 // ---- numbers -------------------------------------------------------------------------------------------
+
+std::vector<double> moving_average(const std::vector<double>& v, size_t window) {
+  std::vector<double> out;
+  double sum = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    sum += v[i];
+    if (i >= window) sum -= v[i - window];
+    out.push_back(sum / static_cast<double>(std::min(i + 1, window)));
+  }
+  return out;
+}
 
 double mean_of(const std::vector<double>& v) {
   double s = 0;

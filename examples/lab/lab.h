@@ -161,13 +161,13 @@ struct Progress {
   std::chrono::steady_clock::time_point start_, last_print_;
 };
 
-// Every BatchNorm-family layer of a model (BatchNorm1d/2d, Ghost, Noisy).
-std::vector<nl::BatchNorm*> batch_norms(nl::Module& model);
 // Every parameter's values, in order, for "bit-equal" checks.
 std::vector<std::vector<float>> parameter_values(const nl::Module& model);
 // Seeds 0 .. n − 1, n = options.seeds, or `study_default` when the user gave none.
 std::vector<uint64_t> seeds_for(const LabOptions& options, int64_t study_default);
 
+// The average of the last `window` values at every position (of fewer at the start), for noisy curves.
+std::vector<double> moving_average(const std::vector<double>& v, size_t window);
 // Mean and sample standard deviation (0 for a single value) of the finite values.
 double mean_of(const std::vector<double>& v);
 double stddev_of(const std::vector<double>& v);

@@ -30,7 +30,7 @@ std::string series_csv(const Series& s) {
   for (const Line& line : s.lines)
     for (size_t seed = 0; seed < line.y.size(); ++seed)
       for (size_t i = 0; i < line.x.size(); ++i) {
-        const std::string category = i < s.categories.size() && !s.categories.empty() ? s.categories[i] : "";
+        const std::string category = i < s.categories.size() ? s.categories[i] : "";
         out += csv_field(line.label) + "," + std::to_string(seed) + "," + csv_number(line.x[i]) + "," +
                csv_field(category) + "," + csv_number(i < line.y[seed].size() ? line.y[seed][i] : NAN) + "\n";
       }

@@ -16,22 +16,6 @@ namespace lab {
 
 using namespace nl;
 
-namespace {
-
-// The average of the last `window` values at every step (fewer at the start).
-std::vector<double> moving_average(const std::vector<double>& v, size_t window) {
-  std::vector<double> out;
-  double sum = 0;
-  for (size_t i = 0; i < v.size(); ++i) {
-    sum += v[i];
-    if (i >= window) sum -= v[i - window];
-    out.push_back(sum / static_cast<double>(std::min(i + 1, window)));
-  }
-  return out;
-}
-
-}  // namespace
-
 StudyResult run_bn_vs_none(const LabOptions& o) {
   StudyResult r;
   r.study = "bn-vs-none";

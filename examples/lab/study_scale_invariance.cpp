@@ -156,13 +156,7 @@ StudyResult run_scale_invariance(const LabOptions& o) {
             return true;
           },
           &progress);
-      std::vector<double> smooth;
-      double sum = 0;
-      for (size_t i = 0; i < angles.size(); ++i) {
-        sum += angles[i] - (i >= 50 ? angles[i - 50] : 0.0);
-        smooth.push_back(sum / static_cast<double>(std::min<size_t>(i + 1, 50)));
-      }
-      angle.y.push_back(smooth);
+      angle.y.push_back(moving_average(angles, 50));
       late_angle.push_back(
           mean_of(std::vector<double>(angles.end() - std::max<size_t>(1, angles.size() / 10), angles.end())));
     }

@@ -25,7 +25,7 @@ namespace {
 // max over BatchNorm layers of ‖after − before‖ / ‖before‖ for running_mean and running_var.
 double running_stats_change(Module& before, Module& after) {
   double worst = 0;
-  const auto a = batch_norms(before), b = batch_norms(after);
+  const auto a = batch_norm_layers(before), b = batch_norm_layers(after);
   for (size_t i = 0; i < a.size(); ++i)
     for (auto [x, y] :
          {std::pair{a[i]->running_mean, b[i]->running_mean}, {a[i]->running_var, b[i]->running_var}})
@@ -115,7 +115,7 @@ StudyResult run_train_eval(const LabOptions& o) {
     bool equal = true;
     for (const std::string& m : momenta) {
       auto net = lab_model("cnn", "batch", seed);
-      for (BatchNorm* bn : batch_norms(*net))
+      for (BatchNorm* bn : batch_norm_layers(*net))
         bn->set_momentum(m == "cumulative" ? std::nullopt : std::optional<double>(std::stod(m)));
       TrainConfig short_run = c;
       short_run.steps = part_b_steps;
