@@ -1,4 +1,5 @@
-// Vector maths (core/ops_vector.cpp): norm, dot, cosine_similarity, diagonal, trace, bincount and argmin.
+// Vector maths: norm and argmin (core/ops_reduce.cpp); dot, cosine_similarity, diagonal, trace and bincount
+// (core/ops_vector.cpp).
 // Forward values against hand-computed results and PyTorch's documented semantics, float64 gradchecks with
 // a random upstream gradient, the gradient of norm at zero and at tied maxima, bad input, and backward
 // adding into a pre-filled gradient.
