@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/kernels.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "test_util.h"
@@ -151,6 +152,46 @@ TEST_CASE("matmul agrees with the naive triple loop for every operand layout", "
     const Tensor strided = wide.slice(1, 0, 14, 2);
     CHECK(allclose(matmul(strided, b).to(kFloat64), naive_matmul(strided.contiguous(), b), 1e-5, 1e-5));
   }
+}
+
+// kernels::gemm sends products with up to 4 rows through gemv, one row at a time, and larger ones through
+// sgemm/dgemm: both must agree with the definition for every transpose flag, offset, leading dimension and
+// beta, and beta = 0 must ignore NaN already in C.
+TEST_CASE("gemm agrees with the naive loop on both sides of the few-rows path", "[ops][matmul]") {
+  Generator gen(5);
+  for (DType dt : {kFloat32, kFloat64})
+    for (int64_t m : {1, 2, 3, 4, 5, 9})
+      for (bool ta : {false, true})
+        for (bool tb : {false, true})
+          for (double beta : {0.0, 0.5}) {
+            const int64_t n = 7, k = 6, pad = 3, off = 2;
+            // Stored A is (m, k) or, transposed, (k, m); B is (k, n) or (n, k); each row padded by `pad`.
+            const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
+            const int64_t lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
+            const Tensor a = randn({off + a_rows * lda}, dt, &gen), b = randn({off + b_rows * ldb}, dt, &gen);
+            const Tensor c0 = randn({off + m * ldc}, dt, &gen);
+            Tensor c = c0.clone();
+            if (beta == 0) c.fill_(std::numeric_limits<double>::quiet_NaN());
+            kernels::gemm(ta, tb, m, n, k, 1.5, a, off, lda, b, off, ldb, beta, c, off, ldc);
+            const std::vector<double> va = values(a), vb = values(b), vc0 = values(c0), vc = values(c);
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t j = 0; j < n; ++j) {
+                double expected = 0;
+                for (int64_t p = 0; p < k; ++p) {
+                  const double aip = ta ? va[off + p * lda + i] : va[off + i * lda + p];
+                  const double bpj = tb ? vb[off + j * ldb + p] : vb[off + p * ldb + j];
+                  expected += aip * bpj;
+                }
+                expected = 1.5 * expected + (beta == 0 ? 0.0 : beta * vc0[off + i * ldc + j]);
+                INFO("dtype " << dtype_name(dt) << " m " << m << " trans_a " << ta << " trans_b " << tb
+                              << " beta " << beta << " at (" << i << ", " << j << ")");
+                CHECK(vc[off + i * ldc + j] == Approx(expected).margin(1e-4));
+              }
+            // The padding between rows of C is left alone.
+            for (int64_t i = 0; i + 1 < m; ++i)
+              for (int64_t j = n; j < ldc; ++j)
+                if (beta != 0) CHECK(vc[off + i * ldc + j] == vc0[off + i * ldc + j]);
+          }
 }
 
 TEST_CASE("matmul broadcasts batch dims and handles 1-D operands", "[ops][matmul]") {

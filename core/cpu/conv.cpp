@@ -337,22 +337,24 @@ void conv2d_backward_typed(const Tensor& x, const Tensor& w, const Tensor& dy, c
     }
   }
   // The partial sums are added in thread order; assign mode starts from 0 instead of the gradient.
-  auto total = [&](T& dst, auto part_at) {
+  // part_stride: the distance between two threads' copies of one entry.
+  auto total = [&](T& dst, const T* part, int64_t part_stride) {
     T s = write == GradWrite::assign ? T(0) : dst;
-    for (int64_t t = 0; t < threads; ++t) s += part_at(t);
+    for (int64_t t = 0; t < threads; ++t) s += part[t * part_stride];
     dst = s;
   };
   if (want_dw) {
     const T* p = dw_part.data<T>();
+    T* pdw = dw.data<T>();
     for (int64_t gr = 0; gr < groups; ++gr)
-      for (int64_t o = 0; o < OCg; ++o)
-        for (int64_t k = 0; k < Kg; ++k)  // the partials are transposed: part[t, gr, k, o]
-          total(dw.data<T>()[(gr * OCg + o) * Kg + k],
-                [&](int64_t t) { return p[((t * groups + gr) * Kg + k) * OCg + o]; });
+      for (int64_t k = 0; k < Kg; ++k)  // the partials are transposed: part[t, gr, k, o]
+        for (int64_t o = 0; o < OCg; ++o)
+          total(pdw[(gr * OCg + o) * Kg + k], p + (gr * Kg + k) * OCg + o, groups * Kg * OCg);
   }
   if (want_db) {
     const T* p = db_part.data<T>();
-    for (int64_t o = 0; o < OC; ++o) total(db.data<T>()[o], [&](int64_t t) { return p[t * OC + o]; });
+    T* pdb = db.data<T>();
+    for (int64_t o = 0; o < OC; ++o) total(pdb[o], p + o, OC);
   }
 }
 
