@@ -104,6 +104,40 @@ TEST_CASE("lab small-batch and bn-vs-none --quick produce every series", "[examp
   }
 }
 
+// Side by side, each run is on one thread with every kernel inside it: its numbers are those of the same run
+// alone on one thread, whatever runs beside it.
+TEST_CASE("lab small-batch: runs side by side give the numbers of the same runs one after the other",
+          "[examples][lab]") {
+  LabOptions one_by_one = quick();
+  nl::set_num_threads(1);
+  const StudyResult alone = run_small_batch(one_by_one);
+  nl::set_num_threads(2);
+  LabOptions side_by_side = quick();
+  side_by_side.jobs = 2;
+  const StudyResult together = run_small_batch(side_by_side);
+  REQUIRE(alone.series.size() == together.series.size());
+  for (size_t s = 0; s < alone.series.size(); ++s)
+    for (size_t l = 0; l < alone.series[s].lines.size(); ++l) {
+      INFO(alone.series[s].id << " / " << alone.series[s].lines[l].label);
+      CHECK(alone.series[s].lines[l].y == together.series[s].lines[l].y);
+    }
+  CHECK(together.settings["runs_side_by_side"] == 2);
+}
+
+TEST_CASE("run_side_by_side runs every task once and rethrows a task's exception", "[examples][lab]") {
+  for (int jobs : {1, 2}) {
+    std::vector<int> ran(9, 0);
+    run_side_by_side(9, jobs, [&](int64_t i) { ran[i] += 1; });
+    CHECK(ran == std::vector<int>(9, 1));
+    REQUIRE_THROWS_WITH(run_side_by_side(4, jobs,
+                                         [](int64_t i) {
+                                           if (i == 2) throw nl::Error("task 2 failed");
+                                         }),
+                        "task 2 failed");
+  }
+  REQUIRE_THROWS_WITH(run_side_by_side(1, 0, [](int64_t) {}), "run_side_by_side: jobs must be >= 1, got 0");
+}
+
 TEST_CASE("lab outputs: results.json follows the schema, one CSV and one chart per series, and reads back",
           "[examples][lab]") {
   const std::string dir = temp_dir("outputs");

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 
 namespace lab {
 
@@ -247,6 +248,31 @@ void from_json(const nlohmann::json& j, StudyResult& r) {
 
 // ---- progress ------------------------------------------------------------------------------------------
 
+void run_side_by_side(int64_t count, int jobs, const std::function<void(int64_t task)>& task) {
+  check(jobs >= 1, "run_side_by_side: jobs must be >= 1, got ", jobs);
+  if (jobs == 1) {
+    for (int64_t i = 0; i < count; ++i) task(i);
+    return;
+  }
+  std::exception_ptr first_error;
+  std::mutex error_mutex;
+  // schedule(dynamic, 1): a thread that finishes a short run takes the next one at once.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(jobs)
+  for (int64_t i = 0; i < count; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (first_error) continue;  // an exception must not leave the parallel region: skip what is left
+    }
+    try {
+      task(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!first_error) first_error = std::current_exception();
+    }
+  }
+  if (first_error) std::rethrow_exception(first_error);
+}
+
 Progress::Progress(std::string study, int64_t total_steps, bool show)
     : study_(std::move(study)),
       total_(total_steps),
@@ -259,6 +285,7 @@ Progress::~Progress() {
 }
 
 void Progress::advance(int64_t steps) {
+  std::lock_guard<std::mutex> lock(mutex_);
   done_ += steps;
   if (!show_) return;
   const auto now = std::chrono::steady_clock::now();

@@ -1,7 +1,7 @@
 // normlab-lab: runs the BN lab's studies and writes their results and report.
 //
 //   normlab-lab list                                   each study with its claim
-//   normlab-lab run STUDY... [--seeds N] [--quick] [--out DIR] [--threads N] [--data DIR]
+//   normlab-lab run STUDY... [--seeds N] [--quick] [--out DIR] [--threads N] [--jobs N] [--data DIR]
 //   normlab-lab run all                                every study
 //   normlab-lab report DIR [--study NAME]              rebuild DIR/report.html and the CSVs from results.json
 //                                                      (with --study: DIR/report-NAME.html, that study alone)
@@ -65,6 +65,11 @@ int main(int argc, char** argv) {
   run->add_flag("--quick", options.quick, "seconds per study on synthetic data (for tests)");
   run->add_option("--out", out_dir, "output folder (default lab-results/<date-time>)");
   run->add_option("--threads", options.threads, "threads")->check(CLI::Range(1, 1024))->capture_default_str();
+  int jobs = 0;
+  run->add_option("--jobs", jobs,
+                  "independent training runs side by side, one thread each, where a study has them "
+                  "(small-batch); at most --threads (default: --threads)")
+      ->check(CLI::Range(1, 1024));
   run->add_option("--data", options.data_dir,
                   "Fashion-MNIST folder (default: NORMLAB_FASHION_MNIST, then Debian's)");
   run->add_flag("!--no-progress", options.show_progress, "no progress line");
@@ -106,6 +111,9 @@ int main(int argc, char** argv) {
         throw nl::Error("run: unknown study '" + name + "' (known:" + known + ", or all)");
       }
     }
+    options.jobs = jobs > 0 ? jobs : options.threads;
+    nl::check(options.jobs <= options.threads, "run: --jobs ", options.jobs, " is more than --threads ",
+              options.threads, " (each job runs on one of the threads)");
     nl::set_num_threads(options.threads);
     if (out_dir.empty()) out_dir = "lab-results/" + now_string("%Y-%m-%d-%H%M%S");
     lab::LabResults results;
@@ -115,8 +123,12 @@ int main(int argc, char** argv) {
     std::printf("normlab-lab: %zu %s, results in %s\n%s\n", chosen.size(),
                 chosen.size() == 1 ? "study" : "studies", out_dir.c_str(), results.machine.c_str());
     for (const lab::Study* s : chosen) {
-      options.command = "normlab-lab run " + s->name + (options.quick ? " --quick" : "") +
-                        (options.seeds > 0 ? " --seeds " + std::to_string(options.seeds) : "");
+      options.command =
+          "normlab-lab run " + s->name + (options.quick ? " --quick" : "") +
+          (options.seeds > 0 ? " --seeds " + std::to_string(options.seeds) : "") +
+          (options.threads != lab::LabOptions{}.threads ? " --threads " + std::to_string(options.threads)
+                                                        : "") +
+          (options.jobs != options.threads ? " --jobs " + std::to_string(options.jobs) : "");
       const auto start = std::chrono::steady_clock::now();
       lab::StudyResult r = s->run(options);
       r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -65,9 +65,10 @@ std::vector<Normalization> normalizations(int64_t batch, int64_t total_steps) {
   };
 }
 
-// The common CNN, with `make` after each of its three hidden layers (a bias only where nothing follows).
+// The common CNN, with `make` after each of its three hidden layers (a bias only where nothing follows). The
+// initial weights come from the run's own generator, so that runs can be built side by side.
 std::shared_ptr<Sequential> cnn_with(const NormMaker& make, uint64_t seed) {
-  manual_seed(seed);
+  auto gen = std::make_shared<Generator>(seed);
   auto net = std::make_shared<Sequential>();
   auto block = [&](ModulePtr layer_with_bias, ModulePtr layer_without, int64_t channels, bool spatial) {
     ModulePtr norm = make ? make(channels, spatial) : nullptr;
@@ -75,17 +76,21 @@ std::shared_ptr<Sequential> cnn_with(const NormMaker& make, uint64_t seed) {
     if (norm) net->add(norm);
     net->add(std::make_shared<ReLU>());
   };
-  auto conv = [](int64_t in, int64_t out, bool bias) {
-    return std::make_shared<Conv2d>(in, out, 3, Conv2dOptions{.padding = 1, .bias = bias});
+  auto conv = [&](int64_t in, int64_t out, bool bias) {
+    return std::make_shared<Conv2d>(in, out, 3,
+                                    Conv2dOptions{.padding = 1, .bias = bias, .generator = gen.get()});
   };
-  // Both candidates are built so that the default generator advances the same way for every normalization.
+  auto linear = [&](int64_t in, int64_t out, bool bias) {
+    return std::make_shared<Linear>(in, out, LinearOptions{.bias = bias, .generator = gen.get()});
+  };
+  // Both candidates are built so that the generator advances the same way for every normalization.
   block(conv(1, 32, true), conv(1, 32, false), 32, true);
   net->add(std::make_shared<MaxPool2d>(2));
   block(conv(32, 64, true), conv(32, 64, false), 64, true);
   net->add(std::make_shared<MaxPool2d>(2));
   net->add(std::make_shared<Flatten>());
-  block(std::make_shared<Linear>(3136, 128), std::make_shared<Linear>(3136, 128, false), 128, false);
-  net->add(std::make_shared<Linear>(128, 10));
+  block(linear(3136, 128, true), linear(3136, 128, false), 128, false);
+  net->add(linear(128, 10, true));
   return net;
 }
 
@@ -105,7 +110,8 @@ StudyResult run_small_batch(const LabOptions& o) {
   const int64_t epochs = o.quick ? 1 : 2;
   r.settings = {
       {"data", data.description},        {"model", "cnn"},  {"batch_sizes", batches}, {"epochs", epochs},
-      {"lr", "min(0.05·batch/32, 0.1)"}, {"momentum", 0.9}, {"weight_decay", 5e-4},   {"seeds", seeds}};
+      {"lr", "min(0.05·batch/32, 0.1)"}, {"momentum", 0.9}, {"weight_decay", 5e-4},   {"seeds", seeds},
+      {"runs_side_by_side", o.jobs}};
 
   const size_t num_norms = normalizations(2, 1).size();
   std::vector<Line> accuracy_lines(num_norms), loss_lines(num_norms);
@@ -118,26 +124,28 @@ StudyResult run_small_batch(const LabOptions& o) {
       accuracy_lines[k].x.push_back(static_cast<double>(b));
       loss_lines[k].x.push_back(static_cast<double>(b));
     }
-    for (uint64_t seed : seeds) {
-      std::vector<double> acc, loss;
-      for (int64_t b : batches) {
-        const int64_t per_epoch = steps_per_epoch(data, b);
-        const Normalization norm = normalizations(b, epochs * per_epoch)[k];
-        auto model = cnn_with(norm.make, seed);
-        const TrainConfig c{.batch_size = b,
-                            .lr = std::min(0.05 * static_cast<double>(b) / 32, 0.1),
-                            .epochs = epochs,
-                            .seed = seed};
-        const TrainRecord rec = train_steps(*model, data, c, nullptr, &progress);
-        acc.push_back(rec.diverged ? NAN : evaluate(*model, data.test_x, data.test_y, 1000).accuracy);
-        const std::vector<double> last_epoch(rec.loss.end() - std::min<int64_t>(per_epoch, rec.loss.size()),
-                                             rec.loss.end());
-        loss.push_back(mean_of(last_epoch));
-      }
-      accuracy_lines[k].y.push_back(acc);
-      loss_lines[k].y.push_back(loss);
-    }
+    accuracy_lines[k].y.assign(seeds.size(), std::vector<double>(batches.size()));
+    loss_lines[k].y.assign(seeds.size(), std::vector<double>(batches.size()));
   }
+  // One independent run per (normalization, seed, batch size); with --jobs they run side by side.
+  const int64_t runs = static_cast<int64_t>(num_norms * seeds.size() * batches.size());
+  run_side_by_side(runs, o.jobs, [&](int64_t run) {
+    const size_t k = run / (seeds.size() * batches.size()), s = run / batches.size() % seeds.size(),
+                 i = run % batches.size();
+    const int64_t b = batches[i], per_epoch = steps_per_epoch(data, b);
+    const Normalization norm = normalizations(b, epochs * per_epoch)[k];
+    auto model = cnn_with(norm.make, seeds[s]);
+    const TrainConfig c{.batch_size = b,
+                        .lr = std::min(0.05 * static_cast<double>(b) / 32, 0.1),
+                        .epochs = epochs,
+                        .seed = seeds[s]};
+    const TrainRecord rec = train_steps(*model, data, c, nullptr, &progress);
+    accuracy_lines[k].y[s][i] =
+        rec.diverged ? NAN : evaluate(*model, data.test_x, data.test_y, 1000).accuracy;
+    const std::vector<double> last_epoch(rec.loss.end() - std::min<int64_t>(per_epoch, rec.loss.size()),
+                                         rec.loss.end());
+    loss_lines[k].y[s][i] = mean_of(last_epoch);
+  });
   r.series.push_back(
       {"accuracy",
        "Test accuracy against the batch size",
