@@ -71,6 +71,8 @@ Tensor matmul_batched(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_defined(a, "matmul", "a");
+  check_defined(b, "matmul", "b");
   check(a.dtype() == b.dtype(), "matmul: dtypes differ: a is ", dtype_name(a.dtype()), ", b is ",
         dtype_name(b.dtype()));
   check(is_floating(a.dtype()), "matmul: expected float tensors, got ", dtype_name(a.dtype()));

@@ -49,6 +49,20 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   return out;
 }
 
+void check_defined(const Tensor& t, const char* op, const char* name) {
+  if (!t.defined()) throw Error(cat_str(op, ": ", name, " is undefined"));
+}
+
+namespace {
+
+// The methods below name themselves when called on an undefined tensor.
+void check_self(const Tensor& t, const char* op) {
+  if (!t.defined())
+    throw Error(cat_str(op, ": the tensor is undefined (default-constructed, or a missing gradient)"));
+}
+
+}  // namespace
+
 // ---- metadata -------------------------------------------------------------------------------------------
 
 TensorImpl& Tensor::checked() const {
@@ -77,6 +91,7 @@ void* Tensor::raw_data() const {
 }
 
 double Tensor::item() const {
+  check_self(*this, "item");
   check(numel() == 1, "item: expected a tensor with one element, got shape ", shape());
   return visit_dtype(dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -86,6 +101,7 @@ double Tensor::item() const {
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
+  check_self(*this, "to_vector");
   Tensor c = contiguous();
   std::vector<T> out(static_cast<size_t>(c.numel()));
   visit_dtype(c.dtype(), [&](auto tag) {
@@ -226,24 +242,30 @@ Shape infer_shape(Shape shape, int64_t numel, const Shape& from, const char* op)
   return shape;
 }
 
-}  // namespace
-
-Tensor Tensor::view(Shape new_shape) const {
-  new_shape = infer_shape(std::move(new_shape), numel(), shape(), "view");
-  check(is_contiguous(), "view: tensor of shape ", shape(),
+// x.view(new_shape), with `op` (view, or reshape, which views when it can) in its errors.
+Tensor view_as(const Tensor& x, Shape new_shape, const char* op) {
+  check_self(x, op);
+  new_shape = infer_shape(std::move(new_shape), x.numel(), x.shape(), op);
+  check(x.is_contiguous(), op, ": tensor of shape ", x.shape(),
         " is not contiguous; call reshape() (which copies) or contiguous() first");
-  Tensor out = make_view(*this, new_shape, contiguous_strides(new_shape), offset());
-  const Shape in_shape = shape();
-  return record(out, "view", {*this},
-                [in_shape](const Tensor& g) { return std::vector<Tensor>{g.reshape(in_shape)}; });
+  Tensor out = make_view(x, new_shape, contiguous_strides(new_shape), x.offset());
+  return record(out, "view", {x},
+                [in_shape = x.shape()](const Tensor& g) { return std::vector<Tensor>{g.reshape(in_shape)}; });
 }
 
+}  // namespace
+
+Tensor Tensor::view(Shape new_shape) const { return view_as(*this, std::move(new_shape), "view"); }
+
 Tensor Tensor::reshape(Shape new_shape) const {
-  if (is_contiguous()) return view(std::move(new_shape));
-  return contiguous().view(std::move(new_shape));
+  check_self(*this, "reshape");
+  if (is_contiguous()) return view_as(*this, std::move(new_shape), "reshape");
+  new_shape = infer_shape(std::move(new_shape), numel(), shape(), "reshape");  // before copying
+  return view_as(contiguous(), std::move(new_shape), "reshape");
 }
 
 Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
+  check_self(*this, "flatten");
   if (dim() == 0) return reshape({1});
   start_dim = normalize_dim(start_dim, dim(), "flatten");
   end_dim = normalize_dim(end_dim, dim(), "flatten");
@@ -257,6 +279,7 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
 }
 
 Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
+  check_self(*this, "permute");
   check(static_cast<int64_t>(dims.size()) == dim(), "permute: got ", dims.size(),
         " dims for a tensor of shape ", shape());
   Shape s(dims.size()), st(dims.size());
@@ -274,6 +297,7 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
 }
 
 Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
+  check_self(*this, "transpose");
   std::vector<int64_t> dims(static_cast<size_t>(dim()));
   std::iota(dims.begin(), dims.end(), 0);
   std::swap(dims[normalize_dim(dim0, dim(), "transpose")], dims[normalize_dim(dim1, dim(), "transpose")]);
@@ -281,11 +305,13 @@ Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
 }
 
 Tensor Tensor::t() const {
+  check_self(*this, "t");
   check(dim() == 2, "t: expected a 2-D tensor, got shape ", shape());
   return transpose(0, 1);
 }
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+  check_self(*this, "slice");
   d = normalize_dim(d, dim(), "slice");
   const int64_t n = shape()[d];
   check(step > 0, "slice: step must be positive, got ", step);
@@ -306,6 +332,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
+  check_self(*this, "narrow");
   d = normalize_dim(d, dim(), "narrow");
   check(start >= 0 && length >= 0 && start + length <= shape()[d], "narrow: range [", start, ", ",
         start + length, ") is outside dim ", d, " of size ", shape()[d], " (shape ", shape(), ")");
@@ -313,6 +340,7 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
+  check_self(*this, "select");
   d = normalize_dim(d, dim(), "select");
   check(index >= -shape()[d] && index < shape()[d], "select: index ", index, " is out of range for dim ", d,
         " of size ", shape()[d]);
@@ -321,6 +349,7 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
+  check_self(*this, "unsqueeze");
   d = normalize_dim(d, dim() + 1, "unsqueeze");
   Shape s = shape();
   s.insert(s.begin() + d, 1);
@@ -328,6 +357,7 @@ Tensor Tensor::unsqueeze(int64_t d) const {
 }
 
 Tensor Tensor::squeeze(int64_t d) const {
+  check_self(*this, "squeeze");
   d = normalize_dim(d, dim(), "squeeze");
   if (shape()[d] != 1) return *this;
   Shape s = shape(), st = strides();
@@ -340,6 +370,7 @@ Tensor Tensor::squeeze(int64_t d) const {
 }
 
 Tensor Tensor::expand(const Shape& target) const {
+  check_self(*this, "expand");
   if (target == shape()) return *this;
   check(target.size() >= shape().size(), "expand: cannot expand shape ", shape(), " to ", target);
   const size_t lead = target.size() - shape().size();
@@ -357,6 +388,7 @@ Tensor Tensor::expand(const Shape& target) const {
 }
 
 Tensor Tensor::contiguous() const {
+  check_self(*this, "contiguous");
   if (is_contiguous()) return *this;
   Tensor out = empty(shape(), dtype(), device());
   kernels::copy(*this, out);
@@ -364,12 +396,14 @@ Tensor Tensor::contiguous() const {
 }
 
 Tensor Tensor::clone() const {
+  check_self(*this, "clone");
   Tensor out = empty(shape(), dtype(), device());
   kernels::copy(*this, out);
   return record(out, "clone", {*this}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
 }
 
 Tensor Tensor::to(DType target) const {
+  check_self(*this, "to");
   if (target == dtype()) return *this;
   Tensor out = empty(shape(), target, device());
   kernels::copy(*this, out);
@@ -379,6 +413,7 @@ Tensor Tensor::to(DType target) const {
 }
 
 Tensor Tensor::to(Device target) const {
+  check_self(*this, "to");
   if (target == device()) return *this;
   throw Error(cat_str("to: cannot move a tensor from ", device_name(device()), " to ", device_name(target),
                       ": this build of normlab has no ", device_name(target), " backend"));
@@ -399,6 +434,7 @@ void Tensor::set_data(const Tensor& src) {
 }
 
 Tensor Tensor::detach() const {
+  check_self(*this, "detach");
   const TensorImpl& im = checked();
   auto out = std::make_shared<TensorImpl>();
   out->storage = im.storage;
@@ -418,6 +454,7 @@ void Tensor::check_inplace_allowed(const char* op) const {
 }
 
 Tensor& Tensor::fill_(double value) {
+  check_self(*this, "fill_");
   check_inplace_allowed("fill_");
   if (is_contiguous()) {
     kernels::fill(*this, value);
@@ -429,6 +466,8 @@ Tensor& Tensor::fill_(double value) {
 }
 
 Tensor& Tensor::copy_(const Tensor& src) {
+  check_self(*this, "copy_");
+  check_defined(src, "copy_", "src");
   check_inplace_allowed("copy_");
   check(src.numel() == numel() || broadcast_shapes(src.shape(), shape(), "copy_") == shape(),
         "copy_: source ", src.shape(), " does not match destination ", shape());
@@ -439,6 +478,8 @@ Tensor& Tensor::copy_(const Tensor& src) {
 }
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  check_self(*this, "add_");
+  check_defined(other, "add_", "other");
   check_inplace_allowed("add_");
   check(other.shape() == shape(), "add_: shape ", other.shape(), " does not match ", shape());
   check(other.dtype() == dtype(), "add_: dtype ", dtype_name(other.dtype()), " does not match ",
@@ -449,6 +490,7 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
 }
 
 Tensor& Tensor::mul_(double value) {
+  check_self(*this, "mul_");
   check_inplace_allowed("mul_");
   check(is_contiguous(), "mul_: destination of shape ", shape(), " must be contiguous");
   kernels::unary(kernels::UnaryOp::MulScalar, {value, 0}, *this, *this);

@@ -189,6 +189,10 @@ Shape contiguous_strides(const Shape& shape);
 int64_t normalize_dim(int64_t dim, int64_t rank, const char* op);  // -1 → rank-1, with a range check
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 
+// Throws nl::Error("<op>: <name> is undefined") unless `t` is defined. Ops check their tensor arguments with
+// it, so that a default-constructed Tensor (or a gradient never computed) is reported where it was passed.
+void check_defined(const Tensor& t, const char* op, const char* name);
+
 // ---------------------------------------------------------------------------------------------------------
 template <class T>
 T* Tensor::data() const {

@@ -39,8 +39,20 @@ TEST_CASE("reshape and view share storage when the layout allows", "[tensor][vie
   v.fill_(7);
   CHECK(values(t) == std::vector<double>(6, 7.0));
   CHECK(t.reshape({3, -1}).shape() == Shape{3, 2});
-  REQUIRE_THROWS_WITH(t.reshape({4, 2}), "view: cannot reshape [6] (6 elements) into [4, 2] (8 elements)");
+  REQUIRE_THROWS_WITH(t.view({4, 2}), "view: cannot reshape [6] (6 elements) into [4, 2] (8 elements)");
   REQUIRE_THROWS_WITH(t.reshape({-1, -1}), Catch::Contains("only one dimension may be -1"));
+}
+
+TEST_CASE("reshape names itself in its errors, whether or not it copies", "[tensor][views][errors]") {
+  const Tensor t = arange(0.0, 6.0, 1.0);
+  REQUIRE_THROWS_WITH(t.reshape({4, 2}), "reshape: cannot reshape [6] (6 elements) into [4, 2] (8 elements)");
+  REQUIRE_THROWS_WITH(t.reshape({-1, 4}), "reshape: cannot reshape [6] (6 elements) into [-1, 4]");
+  REQUIRE_THROWS_WITH(t.reshape({2, -2}), "reshape: invalid dimension -2 in [2, -2]");
+  const Tensor strided = t.reshape({2, 3}).t();  // reshape copies it first
+  REQUIRE_THROWS_WITH(strided.reshape({5}),
+                      "reshape: cannot reshape [3, 2] (6 elements) into [5] (5 elements)");
+  REQUIRE_THROWS_WITH(t.flatten().reshape({7}), Catch::StartsWith("reshape: "));
+  REQUIRE_THROWS_WITH(t.view({-1, -1}), Catch::StartsWith("view: only one dimension may be -1"));
 }
 
 TEST_CASE("permute and transpose are views; contiguous copies in logical order", "[tensor][views]") {
