@@ -42,6 +42,7 @@ Tensor matmul_batched(const Tensor& a, const Tensor& b) {
   Shape out_shape = batch;
   out_shape.push_back(n);
   out_shape.push_back(m);
+  numel_of(out_shape, "matmul");
   Tensor out = empty(out_shape, a.dtype(), a.device());
   if (k == 0) {
     out.zero_();

@@ -41,8 +41,10 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
       check(d == dim || t.size(d) == first.size(d), "cat: tensor ", i, " has shape ", t.shape(),
             " but tensor 0 has shape ", first.shape(), ": they differ in dim ", d, " (joining along dim ",
             dim, ")");
-    out_shape[dim] += t.size(dim);
+    check(!__builtin_add_overflow(out_shape[dim], t.size(dim), &out_shape[dim]), "cat: joining ",
+          tensors.size(), " tensors along dim ", dim, ": the joined size does not fit in 64 bits");
   }
+  numel_of(out_shape, "cat");
   Tensor out = empty(out_shape, first.dtype(), first.device());
   std::vector<int64_t> starts;
   {
@@ -93,6 +95,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.size(d);
   Shape out_shape = x.shape();
   out_shape[dim] = idx.numel();
+  numel_of(out_shape, "index_select");
   Tensor out = empty(out_shape, x.dtype(), x.device());
   Tensor xc;
   {

@@ -13,18 +13,33 @@ namespace nl {
 
 // ---- shape helpers -------------------------------------------------------------------------------------
 
-int64_t numel_of(const Shape& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
+int64_t checked_mul(int64_t a, int64_t b, const Shape& shape, std::string_view op) {
+  int64_t product = 0;
+  if (__builtin_mul_overflow(a, b, &product))
+    throw Error(cat_str(op, ": shape ", shape, " is too large: ", a, " * ", b, " does not fit in 64 bits"));
+  return product;
 }
 
-Shape contiguous_strides(const Shape& shape) {
+int64_t numel_of(const Shape& shape, std::string_view op) {
+  int64_t numel = 1, extent = 1;  // extent: the product with each 0 counted as 1, which bounds numel
+  for (const int64_t d : shape) {
+    check(d >= 0, op, ": negative dimension in shape ", shape);
+    extent = checked_mul(extent, std::max<int64_t>(d, 1), shape, op);
+    numel *= d;
+  }
+  return numel;
+}
+
+int64_t nbytes_of(const Shape& shape, DType dtype, std::string_view op) {
+  return checked_mul(numel_of(shape, op), static_cast<int64_t>(dtype_size(dtype)), shape, op);
+}
+
+Shape contiguous_strides(const Shape& shape, std::string_view op) {
   Shape strides(shape.size());
   int64_t s = 1;
   for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
     strides[d] = s;
-    s *= std::max<int64_t>(shape[d], 1);
+    s = checked_mul(s, std::max<int64_t>(shape[d], 1), shape, op);
   }
   return strides;
 }
@@ -46,6 +61,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
           i, " is ", da, " vs ", db);
     out[i] = da == 1 ? db : da;
   }
+  numel_of(out, op);
   return out;
 }
 
@@ -71,7 +87,7 @@ TensorImpl& Tensor::checked() const {
 }
 
 int64_t Tensor::size(int64_t d) const { return shape()[normalize_dim(d, dim(), "size")]; }
-int64_t Tensor::numel() const { return numel_of(shape()); }
+int64_t Tensor::numel() const { return numel_of(shape(), "numel"); }
 
 bool Tensor::is_contiguous() const {
   const TensorImpl& im = checked();
@@ -118,11 +134,11 @@ template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 // ---- construction ---------------------------------------------------------------------------------------
 
 Tensor empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t d : shape) check(d >= 0, "empty: negative dimension in shape ", shape);
+  const int64_t nbytes = nbytes_of(shape, dtype, "empty");
   auto im = std::make_shared<TensorImpl>();
-  im->storage = std::make_shared<Storage>(static_cast<size_t>(numel_of(shape)) * dtype_size(dtype), device);
+  im->storage = std::make_shared<Storage>(static_cast<size_t>(nbytes), device);
   im->shape = shape;
-  im->strides = contiguous_strides(shape);
+  im->strides = contiguous_strides(shape, "empty");
   im->dtype = dtype;
   return Tensor(std::move(im));
 }
@@ -141,7 +157,10 @@ Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
 
 Tensor arange(double start, double end, double step, DType dtype) {
   check(step != 0, "arange: step must be nonzero");
-  const auto n = static_cast<int64_t>(std::max(0.0, std::ceil((end - start) / step)));
+  const double count = std::max(0.0, std::ceil((end - start) / step));
+  check(count < 0x1p63, "arange: [", start, ", ", end, ") in steps of ", step, " has ", count,
+        " elements, more than a shape can hold");
+  const auto n = static_cast<int64_t>(count);
   Tensor t = empty({n}, dtype);
   visit_dtype(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -229,7 +248,7 @@ Shape infer_shape(Shape shape, int64_t numel, const Shape& from, const char* op)
       infer_at = static_cast<int64_t>(i);
     } else {
       check(shape[i] >= 0, op, ": invalid dimension ", shape[i], " in ", shape);
-      known *= shape[i];
+      known = checked_mul(known, shape[i], shape, op);
     }
   }
   if (infer_at >= 0) {
@@ -237,8 +256,9 @@ Shape infer_shape(Shape shape, int64_t numel, const Shape& from, const char* op)
           shape);
     shape[infer_at] = numel / known;
   }
-  check(numel_of(shape) == numel, op, ": cannot reshape ", from, " (", numel, " elements) into ", shape, " (",
-        numel_of(shape), " elements)");
+  const int64_t new_numel = numel_of(shape, op);
+  check(new_numel == numel, op, ": cannot reshape ", from, " (", numel, " elements) into ", shape, " (",
+        new_numel, " elements)");
   return shape;
 }
 
@@ -248,7 +268,7 @@ Tensor view_as(const Tensor& x, Shape new_shape, const char* op) {
   new_shape = infer_shape(std::move(new_shape), x.numel(), x.shape(), op);
   check(x.is_contiguous(), op, ": tensor of shape ", x.shape(),
         " is not contiguous; call reshape() (which copies) or contiguous() first");
-  Tensor out = make_view(x, new_shape, contiguous_strides(new_shape), x.offset());
+  Tensor out = make_view(x, new_shape, contiguous_strides(new_shape, op), x.offset());
   return record(out, "view", {x},
                 [in_shape = x.shape()](const Tensor& g) { return std::vector<Tensor>{g.reshape(in_shape)}; });
 }
@@ -320,8 +340,8 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   start = std::clamp<int64_t>(start, 0, n);
   end = std::clamp<int64_t>(end, start, n);
   Shape s = shape(), st = strides();
-  s[d] = (end - start + step - 1) / step;
-  st[d] *= step;
+  s[d] = end > start ? (end - start - 1) / step + 1 : 0;
+  if (s[d] > 1) st[d] = checked_mul(st[d], step, shape(), "slice");  // one element needs no stride
   Tensor out = make_view(*this, s, st, offset() + start * strides()[d]);
   const Shape in_shape = shape();
   return record(out, "slice", {*this}, [=](const Tensor& g) {
@@ -373,6 +393,7 @@ Tensor Tensor::expand(const Shape& target) const {
   check_self(*this, "expand");
   if (target == shape()) return *this;
   check(target.size() >= shape().size(), "expand: cannot expand shape ", shape(), " to ", target);
+  numel_of(target, "expand");
   const size_t lead = target.size() - shape().size();
   Shape st(target.size(), 0);
   for (size_t i = 0; i < shape().size(); ++i) {
