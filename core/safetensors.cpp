@@ -346,15 +346,14 @@ Entry parse_entry(const std::string& name, const Json& v, uint64_t buffer_size, 
   if (!parse_dtype(dtype->string, e.dtype))
     throw bad(cat_str("has dtype \"", dtype->string, "\", which normlab does not read (F32, F64, I64)"));
   if (shape->kind != Json::Kind::Array) throw bad("has a shape that is not an array");
-  uint64_t numel = 1;
   for (const Json& d : shape->array) {
     if (d.kind != Json::Kind::Integer || d.integer < 0)
       throw bad("has a shape entry that is not an integer >= 0");
     e.shape.push_back(d.integer);
-    if (d.integer != 0 && numel > (uint64_t{1} << 62) / static_cast<uint64_t>(d.integer))
-      throw bad(cat_str("has an impossibly large shape ", e.shape));
-    numel *= static_cast<uint64_t>(d.integer);
   }
+  // Checked: the element and byte counts of a hostile shape must not wrap around to match the offsets.
+  const auto expected = static_cast<uint64_t>(nbytes_of(
+      e.shape, e.dtype, cat_str("load_safetensors: ", source, ": corrupt header: tensor '", name, "'")));
   if (offsets->kind != Json::Kind::Array || offsets->array.size() != 2 ||
       offsets->array[0].kind != Json::Kind::Integer || offsets->array[1].kind != Json::Kind::Integer ||
       offsets->array[0].integer < 0 || offsets->array[1].integer < offsets->array[0].integer)
@@ -365,7 +364,6 @@ Entry parse_entry(const std::string& name, const Json& v, uint64_t buffer_size, 
     throw Error(cat_str("load_safetensors: ", source, ": truncated: tensor '", name, "' needs bytes [",
                         e.begin, ", ", e.end, ") of the data buffer, which has only ", buffer_size,
                         " bytes"));
-  const uint64_t expected = numel * dtype_size(e.dtype);
   if (e.end - e.begin != expected)
     throw bad(cat_str("has shape ", e.shape, " and dtype ", dtype->string, " (", expected,
                       " bytes) but its data_offsets span ", e.end - e.begin, " bytes"));
