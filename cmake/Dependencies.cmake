@@ -1,6 +1,9 @@
 # Every dependency is a Debian package; nothing is downloaded. scripts/test and scripts/demo install them.
 find_package(OpenMP REQUIRED)
 find_package(ZLIB REQUIRED)
+# nlohmann-json (nlohmann-json3-dev), header-only: the safetensors header (core/safetensors.cpp), the trainer's
+# --json metrics and the lab's results.json.
+find_package(nlohmann_json 3 REQUIRED)
 
 # OpenBLAS, the OpenMP build (libopenblas-openmp-dev). Debian's alternatives may point libopenblas.so at the
 # pthread build when both are installed, so we link the OpenMP one by its own path and set an rpath to it.

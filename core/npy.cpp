@@ -2,8 +2,6 @@
 
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "core/file_util.h"
 
@@ -43,6 +41,37 @@ std::string header_field(const std::string& header, const std::string& key, cons
   }
   while (end < header.size() && header[end] != ',' && header[end] != '}') ++end;
   return header.substr(pos, end - pos);
+}
+
+// The shape tuple as NumPy writes it: "()", "(6,)", "(2, 3)" (spaces around the numbers, a trailing comma).
+Shape parse_shape(const std::string& text, const std::string& path) {
+  auto malformed = [&](const char* what) {
+    return Error(cat_str("load_npy: ", path, ": malformed shape '", text, "' in the header: ", what));
+  };
+  if (text.size() < 2 || text.front() != '(' || text.back() != ')')
+    throw malformed("expected a tuple such as (2, 3)");
+  const size_t end = text.size() - 1;
+  size_t i = 1;
+  auto skip_spaces = [&] {
+    while (i < end && text[i] == ' ') ++i;
+  };
+  Shape shape;
+  skip_spaces();
+  while (i < end) {
+    if (text[i] == '-') throw malformed("negative dimension");
+    if (text[i] < '0' || text[i] > '9') throw malformed("expected a dimension (an integer >= 0)");
+    int64_t d = 0;
+    for (; i < end && text[i] >= '0' && text[i] <= '9'; ++i)
+      if (__builtin_mul_overflow(d, 10, &d) || __builtin_add_overflow(d, text[i] - '0', &d))
+        throw malformed("a dimension does not fit in 64 bits");
+    shape.push_back(d);
+    skip_spaces();
+    if (i == end) break;
+    if (text[i] != ',') throw malformed("expected ',' after a dimension");
+    ++i;
+    skip_spaces();
+  }
+  return shape;
 }
 
 }  // namespace
@@ -104,25 +133,13 @@ Tensor load_npy(const std::string& path) {
   check(header_field(header, "fortran_order", path) == "False", "load_npy: ", path,
         ": Fortran-order arrays are not supported (save with np.ascontiguousarray)");
 
-  Shape shape;
-  std::string dims = header_field(header, "shape", path);
-  std::istringstream ss(dims.substr(1, dims.size() - 2));
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item.find_first_not_of(' ') == std::string::npos) continue;
-    try {
-      shape.push_back(std::stoll(item));
-    } catch (const std::exception&) {
-      throw Error(cat_str("load_npy: ", path, ": malformed shape ", dims));
-    }
-    check(shape.back() >= 0, "load_npy: ", path, ": negative dimension in shape ", dims);
-  }
-
-  Tensor t = empty(shape, dtype);
-  const size_t data_bytes = static_cast<size_t>(t.numel()) * dtype_size(dtype);
+  const Shape shape = parse_shape(header_field(header, "shape", path), path);
+  // The size is checked against the file before anything is allocated.
+  const auto data_bytes = static_cast<size_t>(nbytes_of(shape, dtype, cat_str("load_npy: ", path)));
   const size_t data_start = header_start + header_len;
   check(bytes.size() - data_start >= data_bytes, "load_npy: ", path, ": truncated data: shape ", shape,
         " needs ", data_bytes, " bytes, the file has ", bytes.size() - data_start);
+  Tensor t = empty(shape, dtype);
   std::memcpy(t.raw_data(), bytes.data() + data_start, data_bytes);
   return t;
 }

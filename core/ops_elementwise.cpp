@@ -18,6 +18,8 @@ using kernels::UnaryOp;
 namespace {
 
 Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {
+  check_defined(a, name, "a");
+  check_defined(b, name, "b");
   check(a.dtype() == b.dtype(), name, ": dtypes differ: a is ", dtype_name(a.dtype()), ", b is ",
         dtype_name(b.dtype()));
   check(a.device() == b.device(), name, ": devices differ: a is on ", device_name(a.device()), ", b on ",
@@ -27,7 +29,10 @@ Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b, const char*
   return out;
 }
 
-Tensor unary_forward(UnaryOp op, const Tensor& x, double p0 = 0, double p1 = 0) {
+// `name` is the op's, `arg` its tensor argument's (x, or a beside a scalar).
+Tensor unary_forward(UnaryOp op, const char* name, const char* arg, const Tensor& x, double p0 = 0,
+                     double p1 = 0) {
+  check_defined(x, name, arg);
   Tensor out = empty(x.shape(), x.dtype(), x.device());
   kernels::unary(op, {p0, p1}, x, out);
   return out;
@@ -110,6 +115,9 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_defined(cond, "where", "cond");
+  check_defined(a, "where", "a");
+  check_defined(b, "where", "b");
   check(a.dtype() == b.dtype(), "where: dtypes differ: a is ", dtype_name(a.dtype()), ", b is ",
         dtype_name(b.dtype()));
   const Shape shape =
@@ -132,23 +140,23 @@ Tensor ge(const Tensor& a, const Tensor& b) { return binary_forward(BinaryOp::Ge
 // ---- with a scalar ----------------------------------------------------------------------------------------
 
 Tensor add(const Tensor& a, double b) {
-  Tensor out = unary_forward(UnaryOp::AddScalar, a, b);
+  Tensor out = unary_forward(UnaryOp::AddScalar, "add", "a", a, b);
   return record(out, "add_scalar", {a}, [](const Tensor& g) { return Grads{g}; });
 }
 Tensor sub(const Tensor& a, double b) { return add(a, -b); }
 
 Tensor mul(const Tensor& a, double b) {
-  Tensor out = unary_forward(UnaryOp::MulScalar, a, b);
+  Tensor out = unary_forward(UnaryOp::MulScalar, "mul", "a", a, b);
   return record(out, "mul_scalar", {a}, [b](const Tensor& g) { return Grads{mul(g, b)}; });
 }
 
 Tensor div(const Tensor& a, double b) {
-  Tensor out = unary_forward(UnaryOp::DivScalar, a, b);
+  Tensor out = unary_forward(UnaryOp::DivScalar, "div", "a", a, b);
   return record(out, "div_scalar", {a}, [b](const Tensor& g) { return Grads{div(g, b)}; });
 }
 
 Tensor pow(const Tensor& a, double exponent) {
-  Tensor out = unary_forward(UnaryOp::PowScalar, a, exponent);
+  Tensor out = unary_forward(UnaryOp::PowScalar, "pow", "a", a, exponent);
   return record(out, "pow_scalar", {a}, [x = a.detach(), exponent](const Tensor& g) {
     return Grads{unary_backward(UnaryGradOp::PowScalar, x, g, exponent)};
   });
@@ -156,7 +164,7 @@ Tensor pow(const Tensor& a, double exponent) {
 
 Tensor clamp(const Tensor& a, double lo, double hi) {
   check(lo <= hi, "clamp: lo ", lo, " is greater than hi ", hi);
-  Tensor out = unary_forward(UnaryOp::Clamp, a, lo, hi);
+  Tensor out = unary_forward(UnaryOp::Clamp, "clamp", "a", a, lo, hi);
   return record(out, "clamp", {a}, [x = a.detach(), lo, hi](const Tensor& g) {
     return Grads{unary_backward(UnaryGradOp::Clamp, x, g, lo, hi)};
   });
@@ -165,79 +173,79 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
 // ---- unary ------------------------------------------------------------------------------------------------
 
 Tensor neg(const Tensor& x) {
-  Tensor out = unary_forward(UnaryOp::Neg, x);
+  Tensor out = unary_forward(UnaryOp::Neg, "neg", "x", x);
   return record(out, "neg", {x}, [](const Tensor& g) { return Grads{neg(g)}; });
 }
 
 Tensor abs(const Tensor& x) {
-  Tensor out = unary_forward(UnaryOp::Abs, x);
+  Tensor out = unary_forward(UnaryOp::Abs, "abs", "x", x);
   return record(out, "abs", {x},
                 [x = x.detach()](const Tensor& g) { return Grads{unary_backward(UnaryGradOp::Abs, x, g)}; });
 }
 
 Tensor exp(const Tensor& x) {
-  Tensor out = unary_forward(UnaryOp::Exp, x);
+  Tensor out = unary_forward(UnaryOp::Exp, "exp", "x", x);
   return record(out, "exp", {x}, [y = out.detach()](const Tensor& g) { return Grads{mul(g, y)}; });
 }
 
 Tensor log(const Tensor& x) {
-  Tensor out = unary_forward(UnaryOp::Log, x);
+  Tensor out = unary_forward(UnaryOp::Log, "log", "x", x);
   return record(out, "log", {x}, [x = x.detach()](const Tensor& g) { return Grads{div(g, x)}; });
 }
 
 Tensor sqrt(const Tensor& x) {
-  Tensor out = unary_forward(UnaryOp::Sqrt, x);
+  Tensor out = unary_forward(UnaryOp::Sqrt, "sqrt", "x", x);
   // d√x/dx = 1/(2√x)
   return record(out, "sqrt", {x}, [y = out.detach()](const Tensor& g) { return Grads{div(g, mul(y, 2.0))}; });
 }
 
 Tensor rsqrt(const Tensor& x) {
-  Tensor out = unary_forward(UnaryOp::Rsqrt, x);
+  Tensor out = unary_forward(UnaryOp::Rsqrt, "rsqrt", "x", x);
   // d x^(−1/2)/dx = −½ x^(−3/2) = −½ y³
   return record(out, "rsqrt", {x},
                 [y = out.detach()](const Tensor& g) { return Grads{mul(g, mul(pow(y, 3.0), -0.5))}; });
 }
 
 Tensor square(const Tensor& x) {
-  Tensor out = unary_forward(UnaryOp::Square, x);
+  Tensor out = unary_forward(UnaryOp::Square, "square", "x", x);
   return record(out, "square", {x}, [x = x.detach()](const Tensor& g) { return Grads{mul(g, mul(x, 2.0))}; });
 }
 
 Tensor relu(const Tensor& x) {
-  Tensor out = unary_forward(UnaryOp::Relu, x);
+  Tensor out = unary_forward(UnaryOp::Relu, "relu", "x", x);
   return record(out, "relu", {x},
                 [x = x.detach()](const Tensor& g) { return Grads{unary_backward(UnaryGradOp::Relu, x, g)}; });
 }
 
 Tensor leaky_relu(const Tensor& x, double slope) {
-  Tensor out = unary_forward(UnaryOp::LeakyRelu, x, slope);
+  Tensor out = unary_forward(UnaryOp::LeakyRelu, "leaky_relu", "x", x, slope);
   return record(out, "leaky_relu", {x}, [x = x.detach(), slope](const Tensor& g) {
     return Grads{unary_backward(UnaryGradOp::LeakyRelu, x, g, slope)};
   });
 }
 
 Tensor gelu(const Tensor& x) {
-  Tensor out = unary_forward(UnaryOp::Gelu, x);
+  Tensor out = unary_forward(UnaryOp::Gelu, "gelu", "x", x);
   return record(out, "gelu", {x},
                 [x = x.detach()](const Tensor& g) { return Grads{unary_backward(UnaryGradOp::Gelu, x, g)}; });
 }
 
 Tensor sigmoid(const Tensor& x) {
-  Tensor out = unary_forward(UnaryOp::Sigmoid, x);
+  Tensor out = unary_forward(UnaryOp::Sigmoid, "sigmoid", "x", x);
   return record(out, "sigmoid", {x}, [y = out.detach()](const Tensor& g) {
     return Grads{unary_backward(UnaryGradOp::Sigmoid, y, g)};
   });
 }
 
 Tensor tanh(const Tensor& x) {
-  Tensor out = unary_forward(UnaryOp::Tanh, x);
+  Tensor out = unary_forward(UnaryOp::Tanh, "tanh", "x", x);
   return record(out, "tanh", {x}, [y = out.detach()](const Tensor& g) {
     return Grads{unary_backward(UnaryGradOp::Tanh, y, g)};
   });
 }
 
 Tensor softplus(const Tensor& x) {
-  Tensor out = unary_forward(UnaryOp::Softplus, x);
+  Tensor out = unary_forward(UnaryOp::Softplus, "softplus", "x", x);
   return record(out, "softplus", {x}, [x = x.detach()](const Tensor& g) {
     return Grads{unary_backward(UnaryGradOp::Softplus, x, g)};
   });

@@ -42,6 +42,7 @@ Tensor matmul_batched(const Tensor& a, const Tensor& b) {
   Shape out_shape = batch;
   out_shape.push_back(n);
   out_shape.push_back(m);
+  numel_of(out_shape, "matmul");
   Tensor out = empty(out_shape, a.dtype(), a.device());
   if (k == 0) {
     out.zero_();
@@ -71,6 +72,8 @@ Tensor matmul_batched(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_defined(a, "matmul", "a");
+  check_defined(b, "matmul", "b");
   check(a.dtype() == b.dtype(), "matmul: dtypes differ: a is ", dtype_name(a.dtype()), ", b is ",
         dtype_name(b.dtype()));
   check(is_floating(a.dtype()), "matmul: expected float tensors, got ", dtype_name(a.dtype()));

@@ -29,6 +29,7 @@ struct Reduction {
 };
 
 Reduction plan(const Tensor& x, std::vector<int64_t> axes, bool keepdim, const char* op) {
+  check_defined(x, op, "x");
   const int64_t rank = x.dim();
   // A 0-d tensor accepts dim 0 and −1 (normalize_dim), as PyTorch does: it has one element to reduce.
   std::vector<bool> reduced(static_cast<size_t>(std::max<int64_t>(rank, 1)), axes.empty());
@@ -119,6 +120,7 @@ Tensor var(const Tensor& x, std::vector<int64_t> axes, bool unbiased, bool keepd
 }
 
 Tensor stddev(const Tensor& x, std::vector<int64_t> axes, bool unbiased, bool keepdim) {
+  check_defined(x, "stddev", "x");
   return sqrt(var(x, std::move(axes), unbiased, keepdim));
 }
 
@@ -167,6 +169,7 @@ Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
 //   gradient PyTorch defines (and the one we want for a zero vector) is 0. sign(x)·|x|^(p−1) is x·|x|^(p−2)
 //   written so that it is 0 at x = 0 for every p (|x|^(p−2) is infinite there for p < 2).
 Tensor norm(const Tensor& x, double p, std::vector<int64_t> axes, bool keepdim) {
+  check_defined(x, "norm", "x");
   check(p > 0, "norm: p must be > 0 (2, 1, INFINITY or any positive order), got p = ", p);
   check(is_floating(x.dtype()), "norm: expected a float32 or float64 tensor, got ", dtype_name(x.dtype()),
         " of shape ", x.shape());
@@ -234,6 +237,7 @@ Tensor from_dim_last_rows(const Tensor& rows, const Tensor& x, int64_t dim) {
 
 Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   const char* name = log ? "log_softmax" : "softmax";
+  check_defined(x, name, "x");
   check(x.numel() > 0, name, ": empty input of shape ", x.shape());
   dim = normalize_dim(dim, x.dim(), name);
   if (x.dim() == 0) dim = 0;

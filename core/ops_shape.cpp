@@ -6,6 +6,7 @@
 namespace nl {
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
+  check_defined(x, "sum_to", "x");
   if (x.shape() == shape) return x;
   check(x.dim() >= static_cast<int64_t>(shape.size()), "sum_to: cannot sum shape ", x.shape(), " to ", shape);
   const int64_t lead = x.dim() - static_cast<int64_t>(shape.size());
@@ -25,6 +26,7 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   check(!tensors.empty(), "cat: expected at least one tensor");
+  for (size_t i = 0; i < tensors.size(); ++i) check(tensors[i].defined(), "cat: tensor ", i, " is undefined");
   const Tensor& first = tensors[0];
   dim = normalize_dim(dim, first.dim(), "cat");
   Shape out_shape = first.shape();
@@ -39,8 +41,10 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
       check(d == dim || t.size(d) == first.size(d), "cat: tensor ", i, " has shape ", t.shape(),
             " but tensor 0 has shape ", first.shape(), ": they differ in dim ", d, " (joining along dim ",
             dim, ")");
-    out_shape[dim] += t.size(dim);
+    check(!__builtin_add_overflow(out_shape[dim], t.size(dim), &out_shape[dim]), "cat: joining ",
+          tensors.size(), " tensors along dim ", dim, ": the joined size does not fit in 64 bits");
   }
+  numel_of(out_shape, "cat");
   Tensor out = empty(out_shape, first.dtype(), first.device());
   std::vector<int64_t> starts;
   {
@@ -63,6 +67,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
   check(!tensors.empty(), "stack: expected at least one tensor");
+  for (size_t i = 0; i < tensors.size(); ++i)
+    check(tensors[i].defined(), "stack: tensor ", i, " is undefined");
   dim = normalize_dim(dim, tensors[0].dim() + 1, "stack");
   std::vector<Tensor> expanded;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -74,6 +80,8 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
 }
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+  check_defined(x, "index_select", "x");
+  check_defined(index, "index_select", "index");
   check(index.dtype() == kInt64, "index_select: index must be int64, got ", dtype_name(index.dtype()));
   check(index.dim() == 1, "index_select: index must be 1-D, got shape ", index.shape());
   dim = normalize_dim(dim, x.dim(), "index_select");
@@ -87,6 +95,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.size(d);
   Shape out_shape = x.shape();
   out_shape[dim] = idx.numel();
+  numel_of(out_shape, "index_select");
   Tensor out = empty(out_shape, x.dtype(), x.device());
   Tensor xc;
   {

@@ -35,6 +35,8 @@ using Grads = std::vector<Tensor>;
 // ---- dot --------------------------------------------------------------------------------------------------
 
 Tensor dot(const Tensor& a, const Tensor& b) {
+  check_defined(a, "dot", "a");
+  check_defined(b, "dot", "b");
   check(a.dim() == 1 && b.dim() == 1, "dot: expected two 1-D tensors, got a of shape ", a.shape(),
         " and b of shape ", b.shape());
   check(a.size(0) == b.size(0), "dot: a has shape ", a.shape(), " but b has shape ", b.shape(),
@@ -56,6 +58,8 @@ Tensor dot(const Tensor& a, const Tensor& b) {
 // ---- cosine similarity ------------------------------------------------------------------------------------
 
 Tensor cosine_similarity(const Tensor& a, const Tensor& b, int64_t dim, double eps) {
+  check_defined(a, "cosine_similarity", "a");
+  check_defined(b, "cosine_similarity", "b");
   check(a.dtype() == b.dtype(), "cosine_similarity: dtypes differ: a is ", dtype_name(a.dtype()), ", b is ",
         dtype_name(b.dtype()));
   check(is_floating(a.dtype()), "cosine_similarity: expected float32 or float64 tensors, got ",
@@ -99,6 +103,7 @@ Tensor diagonal_view(const Tensor& x, int64_t offset, int64_t dim1, int64_t dim2
 }  // namespace
 
 Tensor diagonal(const Tensor& x, int64_t offset, int64_t dim1, int64_t dim2) {
+  check_defined(x, "diagonal", "x");
   check(x.dim() >= 2, "diagonal: expected a tensor of rank >= 2, got shape ", x.shape());
   dim1 = normalize_dim(dim1, x.dim(), "diagonal");
   dim2 = normalize_dim(dim2, x.dim(), "diagonal");
@@ -112,6 +117,7 @@ Tensor diagonal(const Tensor& x, int64_t offset, int64_t dim1, int64_t dim2) {
 }
 
 Tensor trace(const Tensor& x) {
+  check_defined(x, "trace", "x");
   check(x.dim() == 2, "trace: expected a 2-D tensor, got shape ", x.shape());
   return sum(diagonal(x));
 }
@@ -119,6 +125,7 @@ Tensor trace(const Tensor& x) {
 // ---- bincount ---------------------------------------------------------------------------------------------
 
 Tensor bincount(const Tensor& x, const Tensor& weights, int64_t minlength) {
+  check_defined(x, "bincount", "x");
   check(x.dtype() == kInt64, "bincount: x must be int64, got ", dtype_name(x.dtype()));
   check(x.dim() == 1, "bincount: x must be 1-D, got shape ", x.shape());
   check(minlength >= 0, "bincount: minlength must be >= 0, got ", minlength);

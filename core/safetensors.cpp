@@ -1,12 +1,16 @@
-// safetensors reading and writing (format in core/safetensors.h), with the small JSON reader and writer the
-// header needs: objects, arrays, strings with escapes, integers, true/false/null. Nothing else is needed
-// and nothing else is accepted silently: a fractional number where an integer belongs is an error.
+// safetensors reading and writing (format in core/safetensors.h). nlohmann-json reads and writes the JSON
+// header; this file decides what a header may be. It bounds the header's size and nesting depth, rejects
+// duplicate keys (JSON leaves them to the parser, and parsers differ), and reports every problem with the
+// file, the tensor and the byte of the header where it is.
 #include "core/safetensors.h"
 
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <iterator>
 #include <limits>
+#include <nlohmann/json.hpp>
+#include <unordered_set>
 
 #include "autograd/engine.h"
 #include "core/file_util.h"
@@ -19,280 +23,145 @@ static_assert(std::endian::native == std::endian::little,
 
 // Headers larger than this are rejected (the reference implementation uses the same limit).
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
-constexpr int kMaxJsonDepth = 64;
+// Containers nested more than this many levels below the top-level object are rejected.
+constexpr size_t kMaxJsonDepth = 64;
 
-// ---- JSON -------------------------------------------------------------------------------------------------
+using Json = nlohmann::json;
 
-struct Json {
-  enum class Kind { Null, Bool, Integer, Fraction, String, Array, Object } kind = Kind::Null;
-  bool boolean = false;
-  int64_t integer = 0;
-  std::string string;
-  std::vector<Json> array;
-  std::vector<std::pair<std::string, Json>> object;  // in file order
-};
+// ---- reading the JSON header --------------------------------------------------------------------------
 
-const char* kind_name(Json::Kind k) {
-  switch (k) {
-    case Json::Kind::Null:
+const char* kind_name(const Json& v) {
+  switch (v.type()) {
+    case Json::value_t::null:
       return "null";
-    case Json::Kind::Bool:
+    case Json::value_t::boolean:
       return "a boolean";
-    case Json::Kind::Integer:
+    case Json::value_t::number_integer:
+    case Json::value_t::number_unsigned:
       return "an integer";
-    case Json::Kind::Fraction:
+    case Json::value_t::number_float:
       return "a fractional number";
-    case Json::Kind::String:
+    case Json::value_t::string:
       return "a string";
-    case Json::Kind::Array:
+    case Json::value_t::array:
       return "an array";
-    case Json::Kind::Object:
+    case Json::value_t::object:
       return "an object";
+    default:
+      return "a value";
   }
-  return "a value";
 }
 
-class JsonParser {
+// A char iterator over the header that counts how far nlohmann's lexer has read, so that the problems found
+// between its events (a duplicate key, too deep nesting) name their byte as its syntax errors do.
+class CountingIterator {
  public:
-  JsonParser(const char* data, size_t size, const std::string& source)
-      : p_(data), n_(size), source_(source) {}
+  using iterator_category = std::input_iterator_tag;
+  using value_type = char;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const char*;
+  using reference = const char&;
 
-  Json parse_document() {
-    Json v = value(0);
-    skip_space();
-    if (i_ != n_) fail("unexpected characters after the JSON object");
-    return v;
+  CountingIterator(const char* p, size_t* read) : p_(p), read_(read) {}
+  reference operator*() const { return *p_; }
+  CountingIterator& operator++() {
+    ++p_;
+    ++*read_;
+    return *this;
+  }
+  CountingIterator operator++(int) {
+    CountingIterator before = *this;
+    ++*this;
+    return before;
+  }
+  bool operator==(const CountingIterator& other) const { return p_ == other.p_; }
+
+ private:
+  const char* p_;
+  size_t* read_;
+};
+
+// Builds the header's document from nlohmann's parse events, with the checks a parser leaves to its caller.
+// (nlohmann's own document builder with a callback would do, but it rescans the parent container at the
+// end of every object, which makes a header of many small objects quadratic.)
+class HeaderBuilder : public nlohmann::json_sax<Json> {
+ public:
+  HeaderBuilder(const std::string& source, const size_t& read) : source_(source), read_(read) {}
+
+  Json document;
+  std::vector<std::string> top_level_keys;  // in file order (Json objects are sorted by key)
+
+  bool null() override { return add(nullptr), true; }
+  bool boolean(bool v) override { return add(v), true; }
+  bool number_integer(number_integer_t v) override { return add(v), true; }
+  bool number_unsigned(number_unsigned_t v) override { return add(v), true; }
+  bool number_float(number_float_t v, const string_t&) override { return add(v), true; }
+  bool string(string_t& v) override { return add(std::move(v)), true; }
+  bool binary(binary_t&) override { fail("binary value", read_); }  // JSON text has none
+
+  bool start_object(size_t) override {
+    check_depth();
+    open_.push_back(add(Json::object()));
+    keys_.emplace_back();
+    return true;
+  }
+  bool key(string_t& k) override {
+    if (!keys_.back().insert(k).second) fail(cat_str("duplicate key \"", k, "\""), read_);
+    if (open_.size() == 1) top_level_keys.push_back(k);
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() override {
+    open_.pop_back();
+    keys_.pop_back();
+    return true;
+  }
+  bool start_array(size_t) override {
+    check_depth();
+    open_.push_back(add(Json::array()));
+    return true;
+  }
+  bool end_array() override {
+    open_.pop_back();
+    return true;
+  }
+  bool parse_error(size_t position, const std::string&, const Json::exception& e) override {
+    // "[json.exception.parse_error.101] parse error at line 1, column 7: syntax error ..." without the id
+    const std::string what = e.what();
+    const size_t id_end = what.find("] ");
+    fail(id_end == std::string::npos ? what : what.substr(id_end + 2), position);
   }
 
  private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw Error(cat_str("load_safetensors: ", source_, ": corrupt header: ", what, " at byte ", i_,
+  [[noreturn]] void fail(const std::string& what, size_t at) const {
+    throw Error(cat_str("load_safetensors: ", source_, ": corrupt header: ", what, " at byte ", at,
                         " of the JSON header"));
   }
 
-  void skip_space() {
-    while (i_ < n_ && (p_[i_] == ' ' || p_[i_] == '\t' || p_[i_] == '\n' || p_[i_] == '\r')) ++i_;
+  void check_depth() const {
+    if (open_.size() > kMaxJsonDepth)  // the bracket just read is byte read_ - 1
+      fail(cat_str("nesting too deep (more than ", kMaxJsonDepth, " levels below the top-level object)"),
+           read_ - 1);
   }
 
-  char peek() {
-    skip_space();
-    if (i_ >= n_) fail("unexpected end of the header");
-    return p_[i_];
-  }
-
-  void expect(char c) {
-    if (peek() != c) fail(cat_str("expected '", c, "'"));
-    ++i_;
-  }
-
-  bool literal(const char* word) {
-    const size_t len = std::strlen(word);
-    if (i_ + len > n_ || std::memcmp(p_ + i_, word, len) != 0) return false;
-    i_ += len;
-    return true;
-  }
-
-  Json value(int depth) {
-    if (depth > kMaxJsonDepth) fail("nesting too deep");
-    Json v;
-    const char c = peek();
-    if (c == '{') {
-      v.kind = Json::Kind::Object;
-      ++i_;
-      if (peek() == '}') return ++i_, v;
-      while (true) {
-        if (peek() != '"') fail("expected a string key");
-        std::string key = string();
-        for (const auto& [k, ignored] : v.object)
-          if (k == key) fail(cat_str("duplicate key \"", key, "\""));
-        expect(':');
-        v.object.emplace_back(std::move(key), value(depth + 1));
-        if (peek() == ',') {
-          ++i_;
-          continue;
-        }
-        expect('}');
-        return v;
-      }
+  // Places a value in the innermost open container (or makes it the document) and returns where it is. The
+  // pointers in open_ stay valid: only the innermost container grows.
+  Json* add(Json v) {
+    if (open_.empty()) return &(document = std::move(v));
+    Json& parent = *open_.back();
+    if (parent.is_array()) {
+      parent.push_back(std::move(v));
+      return &parent.back();
     }
-    if (c == '[') {
-      v.kind = Json::Kind::Array;
-      ++i_;
-      if (peek() == ']') return ++i_, v;
-      while (true) {
-        v.array.push_back(value(depth + 1));
-        if (peek() == ',') {
-          ++i_;
-          continue;
-        }
-        expect(']');
-        return v;
-      }
-    }
-    if (c == '"') {
-      v.kind = Json::Kind::String;
-      v.string = string();
-      return v;
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) return number();
-    if (literal("true")) return v.kind = Json::Kind::Bool, v.boolean = true, v;
-    if (literal("false")) return v.kind = Json::Kind::Bool, v;
-    if (literal("null")) return v;
-    fail(cat_str("unexpected character '", c, "'"));
+    return &(parent[key_] = std::move(v));
   }
 
-  Json number() {
-    Json v;
-    v.kind = Json::Kind::Integer;
-    const bool negative = p_[i_] == '-';
-    if (negative) ++i_;
-    if (i_ >= n_ || p_[i_] < '0' || p_[i_] > '9') fail("malformed number");
-    uint64_t magnitude = 0;
-    bool overflow = false;
-    while (i_ < n_ && p_[i_] >= '0' && p_[i_] <= '9') {
-      const uint64_t digit = static_cast<uint64_t>(p_[i_++] - '0');
-      if (magnitude > (static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - digit) / 10)
-        overflow = true;
-      magnitude = magnitude * 10 + digit;
-    }
-    if (i_ < n_ && (p_[i_] == '.' || p_[i_] == 'e' || p_[i_] == 'E')) {
-      v.kind = Json::Kind::Fraction;
-      if (p_[i_] == '.') {
-        ++i_;
-        if (i_ >= n_ || p_[i_] < '0' || p_[i_] > '9') fail("malformed number");
-        while (i_ < n_ && p_[i_] >= '0' && p_[i_] <= '9') ++i_;
-      }
-      if (i_ < n_ && (p_[i_] == 'e' || p_[i_] == 'E')) {
-        ++i_;
-        if (i_ < n_ && (p_[i_] == '+' || p_[i_] == '-')) ++i_;
-        if (i_ >= n_ || p_[i_] < '0' || p_[i_] > '9') fail("malformed number");
-        while (i_ < n_ && p_[i_] >= '0' && p_[i_] <= '9') ++i_;
-      }
-      return v;
-    }
-    if (overflow) fail("integer out of the 64-bit range");
-    v.integer = negative ? -static_cast<int64_t>(magnitude) : static_cast<int64_t>(magnitude);
-    return v;
-  }
-
-  unsigned hex4() {
-    if (i_ + 4 > n_) fail("truncated \\u escape");
-    unsigned code = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char h = p_[i_++];
-      code <<= 4;
-      if (h >= '0' && h <= '9')
-        code |= static_cast<unsigned>(h - '0');
-      else if (h >= 'a' && h <= 'f')
-        code |= static_cast<unsigned>(h - 'a' + 10);
-      else if (h >= 'A' && h <= 'F')
-        code |= static_cast<unsigned>(h - 'A' + 10);
-      else
-        fail("bad hex digit in a \\u escape");
-    }
-    return code;
-  }
-
-  static void append_utf8(std::string& out, unsigned cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
-  std::string string() {
-    expect('"');
-    std::string out;
-    while (true) {
-      if (i_ >= n_) fail("unterminated string");
-      const char c = p_[i_++];
-      if (c == '"') return out;
-      if (static_cast<unsigned char>(c) < 0x20) fail("control character inside a string");
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (i_ >= n_) fail("unterminated escape");
-      const char e = p_[i_++];
-      switch (e) {
-        case '"':
-          out += '"';
-          break;
-        case '\\':
-          out += '\\';
-          break;
-        case '/':
-          out += '/';
-          break;
-        case 'b':
-          out += '\b';
-          break;
-        case 'f':
-          out += '\f';
-          break;
-        case 'n':
-          out += '\n';
-          break;
-        case 'r':
-          out += '\r';
-          break;
-        case 't':
-          out += '\t';
-          break;
-        case 'u': {
-          unsigned cp = hex4();
-          if (cp >= 0xD800 && cp < 0xDC00) {  // a surrogate pair encodes one code point above U+FFFF
-            if (i_ + 2 > n_ || p_[i_] != '\\' || p_[i_ + 1] != 'u')
-              fail("unpaired surrogate in a \\u escape");
-            i_ += 2;
-            const unsigned low = hex4();
-            if (low < 0xDC00 || low >= 0xE000) fail("unpaired surrogate in a \\u escape");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-          } else if (cp >= 0xDC00 && cp < 0xE000) {
-            fail("unpaired surrogate in a \\u escape");
-          }
-          append_utf8(out, cp);
-          break;
-        }
-        default:
-          fail(cat_str("unknown escape '\\", e, "'"));
-      }
-    }
-  }
-
-  const char* p_;
-  size_t n_;
-  size_t i_ = 0;
   const std::string& source_;
+  const size_t& read_;  // bytes of the header the lexer has read
+  std::vector<Json*> open_;
+  std::vector<std::unordered_set<std::string>> keys_;  // of each open object
+  std::string key_;                                    // the key of the next value in the innermost object
 };
-
-void write_json_string(std::string& out, const std::string& s) {
-  static const char* hex = "0123456789abcdef";
-  out += '"';
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"')
-      out += "\\\"";
-    else if (c == '\\')
-      out += "\\\\";
-    else if (u < 0x20)
-      out += cat_str("\\u00", hex[u >> 4], hex[u & 0xF]);
-    else
-      out += c;  // UTF-8 passes through unchanged
-  }
-  out += '"';
-}
 
 // ---- dtypes -----------------------------------------------------------------------------------------------
 
@@ -324,70 +193,81 @@ struct Entry {
   uint64_t begin, end;
 };
 
+// Stores v in `out` when it is an integer in [0, 2^63).
+bool non_negative_integer(const Json& v, int64_t& out) {
+  if (v.is_number_unsigned() && v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX))
+    return out = static_cast<int64_t>(v.get<uint64_t>()), true;
+  if (v.is_number_integer() && v.get<int64_t>() >= 0) return out = v.get<int64_t>(), true;
+  return false;
+}
+
 Entry parse_entry(const std::string& name, const Json& v, uint64_t buffer_size, const std::string& source) {
-  auto bad = [&](const std::string& what) -> Error {
-    return Error(cat_str("load_safetensors: ", source, ": corrupt header: tensor '", name, "' ", what));
-  };
-  if (v.kind != Json::Kind::Object) throw bad(cat_str("is ", kind_name(v.kind), ", expected an object"));
-  const Json *dtype = nullptr, *shape = nullptr, *offsets = nullptr;
-  for (const auto& [key, field] : v.object) {
-    if (key == "dtype")
-      dtype = &field;
-    else if (key == "shape")
-      shape = &field;
-    else if (key == "data_offsets")
-      offsets = &field;
-    else
-      throw bad(cat_str("has an unknown field \"", key, "\""));
-  }
-  if (!dtype || !shape || !offsets) throw bad("lacks one of \"dtype\", \"shape\", \"data_offsets\"");
+  const std::string where = cat_str("load_safetensors: ", source, ": corrupt header: tensor '", name, "'");
+  auto bad = [&](const std::string& what) { return Error(cat_str(where, " ", what)); };
+  if (!v.is_object()) throw bad(cat_str("is ", kind_name(v), ", expected an object"));
+  for (const auto& field : v.items())
+    if (field.key() != "dtype" && field.key() != "shape" && field.key() != "data_offsets")
+      throw bad(cat_str("has an unknown field \"", field.key(), "\""));
+  if (!v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
+    throw bad("lacks one of \"dtype\", \"shape\", \"data_offsets\"");
+  const Json &dtype = v.at("dtype"), &shape = v.at("shape"), &offsets = v.at("data_offsets");
   Entry e{name, DType::Float32, {}, 0, 0};
-  if (dtype->kind != Json::Kind::String) throw bad("has a dtype that is not a string");
-  if (!parse_dtype(dtype->string, e.dtype))
-    throw bad(cat_str("has dtype \"", dtype->string, "\", which normlab does not read (F32, F64, I64)"));
-  if (shape->kind != Json::Kind::Array) throw bad("has a shape that is not an array");
-  uint64_t numel = 1;
-  for (const Json& d : shape->array) {
-    if (d.kind != Json::Kind::Integer || d.integer < 0)
-      throw bad("has a shape entry that is not an integer >= 0");
-    e.shape.push_back(d.integer);
-    if (d.integer != 0 && numel > (uint64_t{1} << 62) / static_cast<uint64_t>(d.integer))
-      throw bad(cat_str("has an impossibly large shape ", e.shape));
-    numel *= static_cast<uint64_t>(d.integer);
+  if (!dtype.is_string()) throw bad("has a dtype that is not a string");
+  const auto& dtype_text = dtype.get_ref<const std::string&>();
+  if (!parse_dtype(dtype_text, e.dtype))
+    throw bad(cat_str("has dtype \"", dtype_text, "\", which normlab does not read (F32, F64, I64)"));
+  if (!shape.is_array()) throw bad("has a shape that is not an array");
+  for (const Json& d : shape) {
+    int64_t size = 0;
+    if (!non_negative_integer(d, size))
+      throw bad(cat_str("has a shape entry that is not an integer >= 0: ", d.dump()));
+    e.shape.push_back(size);
   }
-  if (offsets->kind != Json::Kind::Array || offsets->array.size() != 2 ||
-      offsets->array[0].kind != Json::Kind::Integer || offsets->array[1].kind != Json::Kind::Integer ||
-      offsets->array[0].integer < 0 || offsets->array[1].integer < offsets->array[0].integer)
+  // Checked: the element and byte counts of a hostile shape must not wrap around to match the offsets.
+  const auto expected = static_cast<uint64_t>(nbytes_of(e.shape, e.dtype, where));
+  int64_t begin = 0, end = 0;
+  if (!offsets.is_array() || offsets.size() != 2 || !non_negative_integer(offsets[0], begin) ||
+      !non_negative_integer(offsets[1], end) || end < begin)
     throw bad("has data_offsets that are not [begin, end] with 0 <= begin <= end");
-  e.begin = static_cast<uint64_t>(offsets->array[0].integer);
-  e.end = static_cast<uint64_t>(offsets->array[1].integer);
+  e.begin = static_cast<uint64_t>(begin);
+  e.end = static_cast<uint64_t>(end);
   if (e.end > buffer_size)
     throw Error(cat_str("load_safetensors: ", source, ": truncated: tensor '", name, "' needs bytes [",
                         e.begin, ", ", e.end, ") of the data buffer, which has only ", buffer_size,
                         " bytes"));
-  const uint64_t expected = numel * dtype_size(e.dtype);
   if (e.end - e.begin != expected)
-    throw bad(cat_str("has shape ", e.shape, " and dtype ", dtype->string, " (", expected,
+    throw bad(cat_str("has shape ", e.shape, " and dtype ", dtype_text, " (", expected,
                       " bytes) but its data_offsets span ", e.end - e.begin, " bytes"));
   return e;
+}
+
+// ---- encoding ---------------------------------------------------------------------------------------------
+
+// nlohmann-json writes valid UTF-8 only (and Python's safetensors reads nothing else).
+void check_utf8(const std::string& text, const std::string& what) {
+  try {
+    (void)Json(text).dump();
+  } catch (const Json::type_error& e) {
+    const std::string reason =
+        e.what();  // "[json.exception.type_error.316] invalid UTF-8 byte at index 2: 0xFF"
+    const size_t id_end = reason.find("] ");
+    throw Error(cat_str("save_safetensors: ", what, " is not valid UTF-8 (",
+                        id_end == std::string::npos ? reason : reason.substr(id_end + 2), ")"));
+  }
 }
 
 }  // namespace
 
 std::string encode_safetensors(const std::vector<std::pair<std::string, Tensor>>& tensors,
                                const std::map<std::string, std::string>& metadata) {
-  std::string header = "{";
-  bool first = true;
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();  // in the order given
   if (!metadata.empty()) {
-    header += "\"__metadata__\":{";
+    auto& entries = header["__metadata__"] = nlohmann::ordered_json::object();
     for (const auto& [k, v] : metadata) {
-      if (!first) header += ',';
-      first = false;
-      write_json_string(header, k);
-      header += ':';
-      write_json_string(header, v);
+      check_utf8(k, cat_str("metadata key '", k, "'"));
+      check_utf8(v, cat_str("the value of metadata key '", k, "'"));
+      entries[k] = v;
     }
-    header += '}';
   }
   uint64_t offset = 0;
   std::vector<Tensor> dense;
@@ -397,27 +277,25 @@ std::string encode_safetensors(const std::vector<std::pair<std::string, Tensor>>
     check(name != "__metadata__", "save_safetensors: '__metadata__' is reserved and cannot name a tensor");
     for (size_t j = 0; j < i; ++j)
       check(tensors[j].first != name, "save_safetensors: the name '", name, "' appears twice");
+    check_utf8(name, cat_str("the tensor name '", name, "'"));
     {
       NoGradGuard no_record;
       dense.push_back(t.contiguous());
     }
     const uint64_t bytes = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
-    if (!first) header += ',';
-    first = false;
-    write_json_string(header, name);
-    header += cat_str(":{\"dtype\":\"", safetensors_dtype(t.dtype()), "\",\"shape\":[");
-    for (int64_t d = 0; d < t.dim(); ++d) header += cat_str(d ? "," : "", t.size(d));
-    header += cat_str("],\"data_offsets\":[", offset, ",", offset + bytes, "]}");
+    header[name] = {{"dtype", safetensors_dtype(t.dtype())},
+                    {"shape", t.shape()},
+                    {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
-  header += '}';
-  header.append((8 - header.size() % 8) % 8, ' ');  // the data buffer starts 8-byte aligned
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // the data buffer starts 8-byte aligned
 
   std::string out;
-  out.reserve(8 + header.size() + offset);
-  const uint64_t n = header.size();
+  out.reserve(8 + text.size() + offset);
+  const uint64_t n = text.size();
   for (int k = 0; k < 8; ++k) out += static_cast<char>((n >> (8 * k)) & 0xFF);
-  out += header;
+  out += text;
   for (const Tensor& t : dense)
     out.append(static_cast<const char*>(t.raw_data()),
                static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
@@ -437,21 +315,26 @@ SafetensorsContents decode_safetensors(const std::string& bytes, const std::stri
         " bytes but only ", bytes.size() - 8, " follow it");
   check(header_len >= 2, where, "corrupt header: ", header_len, " bytes cannot hold a JSON object");
 
-  const Json doc = JsonParser(bytes.data() + 8, header_len, source).parse_document();
-  check(doc.kind == Json::Kind::Object, where, "corrupt header: the JSON header is ", kind_name(doc.kind),
+  size_t read = 0;
+  HeaderBuilder header(source, read);
+  const char* text = bytes.data() + 8;
+  Json::sax_parse(CountingIterator(text, &read), CountingIterator(text + header_len, &read), &header);
+  const Json& doc = header.document;
+  check(doc.is_object(), where, "corrupt header: the JSON header is ", kind_name(doc),
         ", expected an object");
   const uint64_t data_start = 8 + header_len, buffer_size = bytes.size() - data_start;
 
   SafetensorsContents out;
   std::vector<Entry> entries;
-  for (const auto& [name, v] : doc.object) {
+  for (const std::string& name : header.top_level_keys) {
+    const Json& v = doc.at(name);
     if (name == "__metadata__") {
-      check(v.kind == Json::Kind::Object, where, "corrupt header: __metadata__ is ", kind_name(v.kind),
+      check(v.is_object(), where, "corrupt header: __metadata__ is ", kind_name(v),
             ", expected an object of strings");
-      for (const auto& [k, s] : v.object) {
-        check(s.kind == Json::Kind::String, where, "corrupt header: __metadata__ entry \"", k, "\" is ",
-              kind_name(s.kind), ", expected a string");
-        out.metadata[k] = s.string;
+      for (const auto& [k, s] : v.items()) {
+        check(s.is_string(), where, "corrupt header: __metadata__ entry \"", k, "\" is ", kind_name(s),
+              ", expected a string");
+        out.metadata[k] = s.get<std::string>();
       }
       continue;
     }

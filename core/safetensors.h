@@ -1,5 +1,6 @@
-// The safetensors file format (https://github.com/huggingface/safetensors), read and written without a JSON
-// library, so checkpoints open in Python with safetensors.numpy.load_file / safetensors.torch.load_file.
+// The safetensors file format (https://github.com/huggingface/safetensors), so checkpoints open in Python
+// with safetensors.numpy.load_file / safetensors.torch.load_file. The JSON header is read and written with
+// nlohmann-json.
 //
 //   bytes 0..7   N, the header length, unsigned 64-bit little-endian
 //   bytes 8..8+N a JSON object, padded with spaces to a multiple of 8 bytes:
@@ -12,7 +13,10 @@
 //
 // Decoding validates the whole file (header length, JSON syntax, dtypes, shapes against byte counts, offsets
 // in range, no gaps or overlaps, no trailing bytes) before it creates a single tensor, and names the file and
-// the problem on failure.
+// the problem on failure. Limits: a header of at most 100,000,000 bytes (the reference implementation's),
+// JSON nested at most 64 levels below the top-level object, no duplicate keys, and shapes whose element and
+// byte counts fit in 64 bits (nl::nbytes_of). Tensor names and metadata are UTF-8, as JSON requires: encoding
+// a name or metadata string that is not is an error.
 #pragma once
 
 #include <map>

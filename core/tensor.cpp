@@ -13,18 +13,33 @@ namespace nl {
 
 // ---- shape helpers -------------------------------------------------------------------------------------
 
-int64_t numel_of(const Shape& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
+int64_t checked_mul(int64_t a, int64_t b, const Shape& shape, std::string_view op) {
+  int64_t product = 0;
+  if (__builtin_mul_overflow(a, b, &product))
+    throw Error(cat_str(op, ": shape ", shape, " is too large: ", a, " * ", b, " does not fit in 64 bits"));
+  return product;
 }
 
-Shape contiguous_strides(const Shape& shape) {
+int64_t numel_of(const Shape& shape, std::string_view op) {
+  int64_t numel = 1, extent = 1;  // extent: the product with each 0 counted as 1, which bounds numel
+  for (const int64_t d : shape) {
+    check(d >= 0, op, ": negative dimension in shape ", shape);
+    extent = checked_mul(extent, std::max<int64_t>(d, 1), shape, op);
+    numel *= d;
+  }
+  return numel;
+}
+
+int64_t nbytes_of(const Shape& shape, DType dtype, std::string_view op) {
+  return checked_mul(numel_of(shape, op), static_cast<int64_t>(dtype_size(dtype)), shape, op);
+}
+
+Shape contiguous_strides(const Shape& shape, std::string_view op) {
   Shape strides(shape.size());
   int64_t s = 1;
   for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
     strides[d] = s;
-    s *= std::max<int64_t>(shape[d], 1);
+    s = checked_mul(s, std::max<int64_t>(shape[d], 1), shape, op);
   }
   return strides;
 }
@@ -46,8 +61,23 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
           i, " is ", da, " vs ", db);
     out[i] = da == 1 ? db : da;
   }
+  numel_of(out, op);
   return out;
 }
+
+void check_defined(const Tensor& t, const char* op, const char* name) {
+  if (!t.defined()) throw Error(cat_str(op, ": ", name, " is undefined"));
+}
+
+namespace {
+
+// The methods below name themselves when called on an undefined tensor.
+void check_self(const Tensor& t, const char* op) {
+  if (!t.defined())
+    throw Error(cat_str(op, ": the tensor is undefined (default-constructed, or a missing gradient)"));
+}
+
+}  // namespace
 
 // ---- metadata -------------------------------------------------------------------------------------------
 
@@ -57,7 +87,7 @@ TensorImpl& Tensor::checked() const {
 }
 
 int64_t Tensor::size(int64_t d) const { return shape()[normalize_dim(d, dim(), "size")]; }
-int64_t Tensor::numel() const { return numel_of(shape()); }
+int64_t Tensor::numel() const { return numel_of(shape(), "numel"); }
 
 bool Tensor::is_contiguous() const {
   const TensorImpl& im = checked();
@@ -77,6 +107,7 @@ void* Tensor::raw_data() const {
 }
 
 double Tensor::item() const {
+  check_self(*this, "item");
   check(numel() == 1, "item: expected a tensor with one element, got shape ", shape());
   return visit_dtype(dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -86,6 +117,7 @@ double Tensor::item() const {
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
+  check_self(*this, "to_vector");
   Tensor c = contiguous();
   std::vector<T> out(static_cast<size_t>(c.numel()));
   visit_dtype(c.dtype(), [&](auto tag) {
@@ -102,11 +134,11 @@ template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 // ---- construction ---------------------------------------------------------------------------------------
 
 Tensor empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t d : shape) check(d >= 0, "empty: negative dimension in shape ", shape);
+  const int64_t nbytes = nbytes_of(shape, dtype, "empty");
   auto im = std::make_shared<TensorImpl>();
-  im->storage = std::make_shared<Storage>(static_cast<size_t>(numel_of(shape)) * dtype_size(dtype), device);
+  im->storage = std::make_shared<Storage>(static_cast<size_t>(nbytes), device);
   im->shape = shape;
-  im->strides = contiguous_strides(shape);
+  im->strides = contiguous_strides(shape, "empty");
   im->dtype = dtype;
   return Tensor(std::move(im));
 }
@@ -125,7 +157,10 @@ Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
 
 Tensor arange(double start, double end, double step, DType dtype) {
   check(step != 0, "arange: step must be nonzero");
-  const auto n = static_cast<int64_t>(std::max(0.0, std::ceil((end - start) / step)));
+  const double count = std::max(0.0, std::ceil((end - start) / step));
+  check(count < 0x1p63, "arange: [", start, ", ", end, ") in steps of ", step, " has ", count,
+        " elements, more than a shape can hold");
+  const auto n = static_cast<int64_t>(count);
   Tensor t = empty({n}, dtype);
   visit_dtype(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -213,7 +248,7 @@ Shape infer_shape(Shape shape, int64_t numel, const Shape& from, const char* op)
       infer_at = static_cast<int64_t>(i);
     } else {
       check(shape[i] >= 0, op, ": invalid dimension ", shape[i], " in ", shape);
-      known *= shape[i];
+      known = checked_mul(known, shape[i], shape, op);
     }
   }
   if (infer_at >= 0) {
@@ -221,29 +256,36 @@ Shape infer_shape(Shape shape, int64_t numel, const Shape& from, const char* op)
           shape);
     shape[infer_at] = numel / known;
   }
-  check(numel_of(shape) == numel, op, ": cannot reshape ", from, " (", numel, " elements) into ", shape, " (",
-        numel_of(shape), " elements)");
+  const int64_t new_numel = numel_of(shape, op);
+  check(new_numel == numel, op, ": cannot reshape ", from, " (", numel, " elements) into ", shape, " (",
+        new_numel, " elements)");
   return shape;
+}
+
+// x.view(new_shape), with `op` (view, or reshape, which views when it can) in its errors.
+Tensor view_as(const Tensor& x, Shape new_shape, const char* op) {
+  check_self(x, op);
+  new_shape = infer_shape(std::move(new_shape), x.numel(), x.shape(), op);
+  check(x.is_contiguous(), op, ": tensor of shape ", x.shape(),
+        " is not contiguous; call reshape() (which copies) or contiguous() first");
+  Tensor out = make_view(x, new_shape, contiguous_strides(new_shape, op), x.offset());
+  return record(out, "view", {x},
+                [in_shape = x.shape()](const Tensor& g) { return std::vector<Tensor>{g.reshape(in_shape)}; });
 }
 
 }  // namespace
 
-Tensor Tensor::view(Shape new_shape) const {
-  new_shape = infer_shape(std::move(new_shape), numel(), shape(), "view");
-  check(is_contiguous(), "view: tensor of shape ", shape(),
-        " is not contiguous; call reshape() (which copies) or contiguous() first");
-  Tensor out = make_view(*this, new_shape, contiguous_strides(new_shape), offset());
-  const Shape in_shape = shape();
-  return record(out, "view", {*this},
-                [in_shape](const Tensor& g) { return std::vector<Tensor>{g.reshape(in_shape)}; });
-}
+Tensor Tensor::view(Shape new_shape) const { return view_as(*this, std::move(new_shape), "view"); }
 
 Tensor Tensor::reshape(Shape new_shape) const {
-  if (is_contiguous()) return view(std::move(new_shape));
-  return contiguous().view(std::move(new_shape));
+  check_self(*this, "reshape");
+  if (is_contiguous()) return view_as(*this, std::move(new_shape), "reshape");
+  new_shape = infer_shape(std::move(new_shape), numel(), shape(), "reshape");  // before copying
+  return view_as(contiguous(), std::move(new_shape), "reshape");
 }
 
 Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
+  check_self(*this, "flatten");
   if (dim() == 0) return reshape({1});
   start_dim = normalize_dim(start_dim, dim(), "flatten");
   end_dim = normalize_dim(end_dim, dim(), "flatten");
@@ -257,6 +299,7 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
 }
 
 Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
+  check_self(*this, "permute");
   check(static_cast<int64_t>(dims.size()) == dim(), "permute: got ", dims.size(),
         " dims for a tensor of shape ", shape());
   Shape s(dims.size()), st(dims.size());
@@ -274,6 +317,7 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
 }
 
 Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
+  check_self(*this, "transpose");
   std::vector<int64_t> dims(static_cast<size_t>(dim()));
   std::iota(dims.begin(), dims.end(), 0);
   std::swap(dims[normalize_dim(dim0, dim(), "transpose")], dims[normalize_dim(dim1, dim(), "transpose")]);
@@ -281,11 +325,13 @@ Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
 }
 
 Tensor Tensor::t() const {
+  check_self(*this, "t");
   check(dim() == 2, "t: expected a 2-D tensor, got shape ", shape());
   return transpose(0, 1);
 }
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+  check_self(*this, "slice");
   d = normalize_dim(d, dim(), "slice");
   const int64_t n = shape()[d];
   check(step > 0, "slice: step must be positive, got ", step);
@@ -294,8 +340,8 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   start = std::clamp<int64_t>(start, 0, n);
   end = std::clamp<int64_t>(end, start, n);
   Shape s = shape(), st = strides();
-  s[d] = (end - start + step - 1) / step;
-  st[d] *= step;
+  s[d] = end > start ? (end - start - 1) / step + 1 : 0;
+  if (s[d] > 1) st[d] = checked_mul(st[d], step, shape(), "slice");  // one element needs no stride
   Tensor out = make_view(*this, s, st, offset() + start * strides()[d]);
   const Shape in_shape = shape();
   return record(out, "slice", {*this}, [=](const Tensor& g) {
@@ -306,6 +352,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
+  check_self(*this, "narrow");
   d = normalize_dim(d, dim(), "narrow");
   check(start >= 0 && length >= 0 && start + length <= shape()[d], "narrow: range [", start, ", ",
         start + length, ") is outside dim ", d, " of size ", shape()[d], " (shape ", shape(), ")");
@@ -313,6 +360,7 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
+  check_self(*this, "select");
   d = normalize_dim(d, dim(), "select");
   check(index >= -shape()[d] && index < shape()[d], "select: index ", index, " is out of range for dim ", d,
         " of size ", shape()[d]);
@@ -321,6 +369,7 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
+  check_self(*this, "unsqueeze");
   d = normalize_dim(d, dim() + 1, "unsqueeze");
   Shape s = shape();
   s.insert(s.begin() + d, 1);
@@ -328,6 +377,7 @@ Tensor Tensor::unsqueeze(int64_t d) const {
 }
 
 Tensor Tensor::squeeze(int64_t d) const {
+  check_self(*this, "squeeze");
   d = normalize_dim(d, dim(), "squeeze");
   if (shape()[d] != 1) return *this;
   Shape s = shape(), st = strides();
@@ -340,8 +390,10 @@ Tensor Tensor::squeeze(int64_t d) const {
 }
 
 Tensor Tensor::expand(const Shape& target) const {
+  check_self(*this, "expand");
   if (target == shape()) return *this;
   check(target.size() >= shape().size(), "expand: cannot expand shape ", shape(), " to ", target);
+  numel_of(target, "expand");
   const size_t lead = target.size() - shape().size();
   Shape st(target.size(), 0);
   for (size_t i = 0; i < shape().size(); ++i) {
@@ -357,6 +409,7 @@ Tensor Tensor::expand(const Shape& target) const {
 }
 
 Tensor Tensor::contiguous() const {
+  check_self(*this, "contiguous");
   if (is_contiguous()) return *this;
   Tensor out = empty(shape(), dtype(), device());
   kernels::copy(*this, out);
@@ -364,12 +417,14 @@ Tensor Tensor::contiguous() const {
 }
 
 Tensor Tensor::clone() const {
+  check_self(*this, "clone");
   Tensor out = empty(shape(), dtype(), device());
   kernels::copy(*this, out);
   return record(out, "clone", {*this}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
 }
 
 Tensor Tensor::to(DType target) const {
+  check_self(*this, "to");
   if (target == dtype()) return *this;
   Tensor out = empty(shape(), target, device());
   kernels::copy(*this, out);
@@ -379,6 +434,7 @@ Tensor Tensor::to(DType target) const {
 }
 
 Tensor Tensor::to(Device target) const {
+  check_self(*this, "to");
   if (target == device()) return *this;
   throw Error(cat_str("to: cannot move a tensor from ", device_name(device()), " to ", device_name(target),
                       ": this build of normlab has no ", device_name(target), " backend"));
@@ -399,6 +455,7 @@ void Tensor::set_data(const Tensor& src) {
 }
 
 Tensor Tensor::detach() const {
+  check_self(*this, "detach");
   const TensorImpl& im = checked();
   auto out = std::make_shared<TensorImpl>();
   out->storage = im.storage;
@@ -418,6 +475,7 @@ void Tensor::check_inplace_allowed(const char* op) const {
 }
 
 Tensor& Tensor::fill_(double value) {
+  check_self(*this, "fill_");
   check_inplace_allowed("fill_");
   if (is_contiguous()) {
     kernels::fill(*this, value);
@@ -429,6 +487,8 @@ Tensor& Tensor::fill_(double value) {
 }
 
 Tensor& Tensor::copy_(const Tensor& src) {
+  check_self(*this, "copy_");
+  check_defined(src, "copy_", "src");
   check_inplace_allowed("copy_");
   check(src.numel() == numel() || broadcast_shapes(src.shape(), shape(), "copy_") == shape(),
         "copy_: source ", src.shape(), " does not match destination ", shape());
@@ -439,6 +499,8 @@ Tensor& Tensor::copy_(const Tensor& src) {
 }
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  check_self(*this, "add_");
+  check_defined(other, "add_", "other");
   check_inplace_allowed("add_");
   check(other.shape() == shape(), "add_: shape ", other.shape(), " does not match ", shape());
   check(other.dtype() == dtype(), "add_: dtype ", dtype_name(other.dtype()), " does not match ",
@@ -449,6 +511,7 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
 }
 
 Tensor& Tensor::mul_(double value) {
+  check_self(*this, "mul_");
   check_inplace_allowed("mul_");
   check(is_contiguous(), "mul_: destination of shape ", shape(), " must be contiguous");
   kernels::unary(kernels::UnaryOp::MulScalar, {value, 0}, *this, *this);

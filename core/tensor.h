@@ -18,6 +18,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -184,10 +185,23 @@ Tensor tensor(std::initializer_list<double> values, DType dtype = kFloat32);
 Tensor tensor(std::initializer_list<std::initializer_list<double>> rows, DType dtype = kFloat32);
 
 // ---- shape helpers
-int64_t numel_of(const Shape& shape);
-Shape contiguous_strides(const Shape& shape);
+// Shape arithmetic is checked: a valid shape has no negative dimension, and the product of its dimensions,
+// each 0 counted as 1, fits in int64_t (so its element count, its strides and every partial product fit too;
+// [0, 2^32, 2^32] is rejected although it has no element). Errors name `op` and the shape.
+//
+// a · b, one step of a computation on `shape`; an nl::Error when the product leaves int64_t.
+int64_t checked_mul(int64_t a, int64_t b, const Shape& shape, std::string_view op);
+// The number of elements of a valid shape; an nl::Error for any other shape.
+int64_t numel_of(const Shape& shape, std::string_view op = "numel_of");
+// numel_of(shape) · dtype_size(dtype), checked the same way.
+int64_t nbytes_of(const Shape& shape, DType dtype, std::string_view op);
+Shape contiguous_strides(const Shape& shape, std::string_view op = "contiguous_strides");
 int64_t normalize_dim(int64_t dim, int64_t rank, const char* op);  // -1 → rank-1, with a range check
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+
+// Throws nl::Error("<op>: <name> is undefined") unless `t` is defined. Ops check their tensor arguments with
+// it, so that a default-constructed Tensor (or a gradient never computed) is reported where it was passed.
+void check_defined(const Tensor& t, const char* op, const char* name);
 
 // ---------------------------------------------------------------------------------------------------------
 template <class T>

@@ -78,6 +78,8 @@ Tensor chunk_as_columns(const Tensor& y, int64_t n0, int64_t count) {
 
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias, int64_t stride, int64_t padding,
               int64_t dilation, int64_t groups) {
+  check_defined(x_in, "conv2d", "x");
+  check_defined(w_in, "conv2d", "weight");
   const Conv2dGeometry geo = conv_geometry(x_in, w_in, bias, stride, padding, dilation, groups);
   const int64_t OC = w_in.size(0), OCg = OC / groups, L = geo.out_h * geo.out_w;
   const int64_t K = geo.channels * geo.kernel_h * geo.kernel_w, Kg = K / groups, chunk = chunk_size(geo);
@@ -149,6 +151,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias, int64_
 }
 
 Tensor standardize_weight(const Tensor& weight, double eps) {
+  check_defined(weight, "standardize_weight", "weight");
   check(weight.dim() >= 2, "standardize_weight: weight must have rank >= 2, got shape ", weight.shape());
   check(eps >= 0, "standardize_weight: eps must be >= 0, got ", eps);
   std::vector<int64_t> axes;

@@ -10,6 +10,8 @@ void check_p(double p, const char* op) {
 }  // namespace
 
 Tensor dropout_with_mask(const Tensor& x, const Tensor& mask, double p) {
+  check_defined(x, "dropout", "x");
+  check_defined(mask, "dropout", "mask");
   check_p(p, "dropout");
   check(mask.shape() == x.shape(), "dropout: mask of shape ", mask.shape(), " does not match input of shape ",
         x.shape());
@@ -21,6 +23,7 @@ Tensor dropout_with_mask(const Tensor& x, const Tensor& mask, double p) {
 }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
+  check_defined(x, "dropout", "x");
   check_p(p, "dropout");
   if (!training || p == 0.0) return x;
   return dropout_with_mask(x, bernoulli(x.shape(), 1.0 - p, x.dtype(), gen), p);

@@ -8,6 +8,8 @@
 namespace nl {
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_defined(x, "linear", "x");
+  check_defined(weight, "linear", "weight");
   check(weight.dim() == 2, "linear: weight must be 2-D (out, in), got shape ", weight.shape());
   check(x.dim() >= 1, "linear: input must have rank >= 1, got a scalar");
   check(x.size(-1) == weight.size(1), "linear: input of shape ", x.shape(), " has ", x.size(-1),

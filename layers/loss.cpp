@@ -10,6 +10,8 @@ namespace {
 
 // Checks (N, C) scores against (N) int64 targets in [0, C).
 void check_class_targets(const Tensor& scores, const Tensor& targets, const char* op, const char* what) {
+  check_defined(scores, op, what);
+  check_defined(targets, op, "targets");
   check(scores.dim() == 2, op, ": ", what, " must be 2-D (N, C), got shape ", scores.shape());
   check(is_floating(scores.dtype()), op, ": ", what, " must be float32 or float64, got ",
         dtype_name(scores.dtype()));
@@ -76,6 +78,8 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, Reduction reduct
 }
 
 Tensor mse_loss(const Tensor& pred, const Tensor& target, Reduction reduction) {
+  check_defined(pred, "mse_loss", "pred");
+  check_defined(target, "mse_loss", "target");
   check(pred.shape() == target.shape(), "mse_loss: pred has shape ", pred.shape(), " but target has shape ",
         target.shape());
   check(is_floating(pred.dtype()) && pred.dtype() == target.dtype(), "mse_loss: pred (",

@@ -65,6 +65,7 @@ HookHandle Module::add_forward_hook(ForwardHook fn) {
 }
 
 Tensor Module::operator()(const Tensor& x) {
+  if (!x.defined()) throw Error(cat_str(describe(), ": the input is undefined"));
   if (hooks_->empty()) return forward(x);
   // Copies of the lists: a hook may remove itself (or add another) while they run.
   const auto pre = hooks_->pre;

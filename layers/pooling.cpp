@@ -12,6 +12,7 @@ using kernels::Pool2dGeometry;
 
 Pool2dGeometry pool_geometry(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding,
                              const char* op) {
+  check_defined(x, op, "x");
   check(x.dim() == 4, op, ": input must be 4-D (N, C, H, W), got shape ", x.shape());
   check(is_floating(x.dtype()), op, ": input must be float32 or float64, got ", dtype_name(x.dtype()));
   check(kernel >= 1, op, ": kernel_size must be >= 1, got ", kernel);
@@ -64,6 +65,7 @@ Tensor avg_pool2d(const Tensor& x_in, int64_t kernel, int64_t stride, int64_t pa
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x_in, int64_t out_h, int64_t out_w) {
+  check_defined(x_in, "adaptive_avg_pool2d", "x");
   check(x_in.dim() == 4, "adaptive_avg_pool2d: input must be 4-D (N, C, H, W), got shape ", x_in.shape());
   check(is_floating(x_in.dtype()), "adaptive_avg_pool2d: input must be float32 or float64, got ",
         dtype_name(x_in.dtype()));
@@ -82,6 +84,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x_in, int64_t out_h, int64_t out_w) {
 }
 
 Tensor global_avg_pool2d(const Tensor& x) {
+  check_defined(x, "global_avg_pool2d", "x");
   check(x.dim() == 4, "global_avg_pool2d: input must be 4-D (N, C, H, W), got shape ", x.shape());
   return adaptive_avg_pool2d(x, 1, 1).reshape({x.size(0), x.size(1)});
 }

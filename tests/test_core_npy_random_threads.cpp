@@ -4,6 +4,7 @@
 #include <fstream>
 #include <omp.h>
 
+#include "core/memory.h"
 #include "core/npy.h"
 #include "core/ops.h"
 #include "core/random.h"
@@ -24,6 +25,21 @@ struct TempDir {
 };
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
+}
+// A version 1.0 .npy file: the magic string, the header dict padded so that the data starts at a multiple of
+// 64 bytes, then `data`.
+std::string npy_file(std::string dict, const std::string& data = "") {
+  dict.append((64 - (10 + dict.size() + 1) % 64) % 64, ' ');
+  dict += '\n';
+  std::string out = "\x93NUMPY";
+  out += '\x01';
+  out += '\x00';
+  out += static_cast<char>(dict.size() & 0xff);
+  out += static_cast<char>(dict.size() >> 8);
+  return out + dict + data;
+}
+std::string npy_dict(const std::string& shape, const std::string& descr = "<f4") {
+  return "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
 }
 }  // namespace
 
@@ -84,6 +100,57 @@ TEST_CASE("malformed npy files give errors naming the file and the problem", "[n
   fortran.replace(fortran.find("False"), 5, "True ");
   write_bytes(dir.file("f.npy"), fortran);
   REQUIRE_THROWS_WITH(load_npy(dir.file("f.npy")), Catch::Contains("Fortran-order"));
+}
+
+TEST_CASE("npy: a malformed shape tuple is an nl::Error naming the file", "[npy][errors]") {
+  TempDir dir;
+  const std::string path = dir.file("shape.npy");
+  for (const std::string shape : {",2", "", "5", "(2, 3", "2, 3)", "(2, x)", "(3abc,)", "(2,, 3)", "(, 2)",
+                                  "(2 3)", "(-1,)", "(99999999999999999999,)"}) {
+    INFO("shape field: " << shape);
+    write_bytes(path, npy_file("{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + "}",
+                               std::string(64, '\0')));
+    REQUIRE_THROWS_AS(load_npy(path), Error);
+    REQUIRE_THROWS_WITH(load_npy(path),
+                        Catch::Contains("load_npy: " + path + ": ") && Catch::Contains("shape"));
+  }
+  // What NumPy writes is still read: spaces, the one-element tuple's trailing comma, the empty tuple.
+  for (const auto& [shape, expected] : std::vector<std::pair<std::string, Shape>>{
+           {"(2, 3)", {2, 3}}, {"(2,3)", {2, 3}}, {"(6,)", {6}}, {"( 6 , )", {6}}, {"()", {}}}) {
+    INFO("shape field: " << shape);
+    write_bytes(path, npy_file(npy_dict(shape), std::string(24, '\0')));
+    CHECK(load_npy(path).shape() == expected);
+  }
+}
+
+TEST_CASE("npy: a shape whose element count overflows 64 bits is rejected, naming the file and the shape",
+          "[npy][errors]") {
+  TempDir dir;
+  const std::string path = dir.file("overflow.npy");
+  // 2^32 · 2^32 elements wrapped to 0: the file loaded as an empty tensor.
+  const std::string bytes = npy_file(npy_dict("(4294967296, 4294967296)"));
+  CHECK(bytes.size() == 128);
+  write_bytes(path, bytes);
+  CHECK_THROWS_WITH(load_npy(path), Catch::Contains("load_npy: " + path + ": ") &&
+                                        Catch::Contains("[4294967296, 4294967296]"));
+  // 2^61 float64 elements are 2^64 bytes.
+  write_bytes(path, npy_file(npy_dict("(2305843009213693952,)", "<f8")));
+  CHECK_THROWS_WITH(load_npy(path),
+                    Catch::Contains("load_npy: " + path + ": ") && Catch::Contains("[2305843009213693952]"));
+}
+
+TEST_CASE("npy: the data size is checked against the file before the tensor is allocated", "[npy][errors]") {
+  TempDir dir;
+  const std::string path = dir.file("short.npy");
+  // A 128-byte file asking for 50000 · 50000 float64 elements, 20 GB.
+  write_bytes(path, npy_file(npy_dict("(50000, 50000)", "<f8"), std::string(64, '\0')));
+  const MemoryStats before = memory_stats();
+  CHECK_THROWS_WITH(load_npy(path), Catch::Contains("load_npy: " + path +
+                                                    ": truncated data: shape [50000, 50000] "
+                                                    "needs 20000000000 bytes, the file has 64"));
+  const MemoryStats after = memory_stats();
+  CHECK(after.system_allocations == before.system_allocations);
+  CHECK(after.cache_hits == before.cache_hits);
 }
 
 TEST_CASE("a seed gives the same numbers every time (pinned values)", "[random]") {

@@ -228,3 +228,48 @@ TEST_CASE("NaN propagates through max and the elementwise ops", "[ops][nan]") {
   CHECK(std::isnan(values(relu(x))[1]));  // as in PyTorch, relu(NaN) = NaN
   CHECK(std::isnan(values(exp(x))[1]));
 }
+
+TEST_CASE("an op given an undefined tensor names the op and the argument", "[ops][errors]") {
+  const Tensor x = ones({2, 3}), none;
+  CHECK_THROWS_WITH(add(x, none), "add: b is undefined");
+  CHECK_THROWS_WITH(none * x, "mul: a is undefined");
+  CHECK_THROWS_WITH(ge(x, none), "ge: b is undefined");
+  CHECK_THROWS_WITH(add(none, 1.0), "add: a is undefined");
+  CHECK_THROWS_WITH(pow(none, 2.0), "pow: a is undefined");
+  CHECK_THROWS_WITH(clamp(none, 0, 1), "clamp: a is undefined");
+  CHECK_THROWS_WITH(relu(none), "relu: x is undefined");
+  CHECK_THROWS_WITH(exp(none), "exp: x is undefined");
+  CHECK_THROWS_WITH(where(none, x, x), "where: cond is undefined");
+  CHECK_THROWS_WITH(where(x, x, none), "where: b is undefined");
+  CHECK_THROWS_WITH(sum(none), "sum: x is undefined");
+  CHECK_THROWS_WITH(mean(none, {0}), "mean: x is undefined");
+  CHECK_THROWS_WITH(var(none), "var: x is undefined");
+  CHECK_THROWS_WITH(max(none), "max: x is undefined");
+  CHECK_THROWS_WITH(argmin(none, 0), "argmin: x is undefined");
+  CHECK_THROWS_WITH(norm(none), "norm: x is undefined");
+  CHECK_THROWS_WITH(logsumexp(none, {0}), "logsumexp: x is undefined");
+  CHECK_THROWS_WITH(softmax(none, 0), "softmax: x is undefined");
+  CHECK_THROWS_WITH(log_softmax(none, 0), "log_softmax: x is undefined");
+  CHECK_THROWS_WITH(matmul(x, none), "matmul: b is undefined");
+  CHECK_THROWS_WITH(cat({x, none}, 0), "cat: tensor 1 is undefined");
+  CHECK_THROWS_WITH(stack({none, x}, 0), "stack: tensor 0 is undefined");
+  CHECK_THROWS_WITH(index_select(x, 0, none), "index_select: index is undefined");
+  CHECK_THROWS_WITH(sum_to(none, {1}), "sum_to: x is undefined");
+  CHECK_THROWS_WITH(dot(none, x), "dot: a is undefined");
+  CHECK_THROWS_WITH(cosine_similarity(x, none), "cosine_similarity: b is undefined");
+  CHECK_THROWS_WITH(diagonal(none), "diagonal: x is undefined");
+  CHECK_THROWS_WITH(trace(none), "trace: x is undefined");
+  CHECK_THROWS_WITH(bincount(none), "bincount: x is undefined");
+  // Methods name themselves and the tensor they were called on.
+  CHECK_THROWS_WITH(none.reshape({2}), Catch::StartsWith("reshape: the tensor is undefined"));
+  CHECK_THROWS_WITH(none.view({2}), Catch::StartsWith("view: the tensor is undefined"));
+  CHECK_THROWS_WITH(none.permute({0}), Catch::StartsWith("permute: the tensor is undefined"));
+  CHECK_THROWS_WITH(none.expand({2}), Catch::StartsWith("expand: the tensor is undefined"));
+  CHECK_THROWS_WITH(none.contiguous(), Catch::StartsWith("contiguous: the tensor is undefined"));
+  CHECK_THROWS_WITH(none.to(kFloat64), Catch::StartsWith("to: the tensor is undefined"));
+  CHECK_THROWS_WITH(none.item(), Catch::StartsWith("item: the tensor is undefined"));
+  CHECK_THROWS_WITH(Tensor(x).copy_(none), "copy_: src is undefined");
+  CHECK_THROWS_WITH(Tensor(x).add_(none), "add_: other is undefined");
+  // Metadata read from an undefined tensor still says what happened.
+  CHECK_THROWS_WITH(none.shape(), Catch::Contains("undefined tensor"));
+}

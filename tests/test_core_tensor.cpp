@@ -39,8 +39,53 @@ TEST_CASE("reshape and view share storage when the layout allows", "[tensor][vie
   v.fill_(7);
   CHECK(values(t) == std::vector<double>(6, 7.0));
   CHECK(t.reshape({3, -1}).shape() == Shape{3, 2});
-  REQUIRE_THROWS_WITH(t.reshape({4, 2}), "view: cannot reshape [6] (6 elements) into [4, 2] (8 elements)");
+  REQUIRE_THROWS_WITH(t.view({4, 2}), "view: cannot reshape [6] (6 elements) into [4, 2] (8 elements)");
   REQUIRE_THROWS_WITH(t.reshape({-1, -1}), Catch::Contains("only one dimension may be -1"));
+}
+
+TEST_CASE("reshape names itself in its errors, whether or not it copies", "[tensor][views][errors]") {
+  const Tensor t = arange(0.0, 6.0, 1.0);
+  REQUIRE_THROWS_WITH(t.reshape({4, 2}), "reshape: cannot reshape [6] (6 elements) into [4, 2] (8 elements)");
+  REQUIRE_THROWS_WITH(t.reshape({-1, 4}), "reshape: cannot reshape [6] (6 elements) into [-1, 4]");
+  REQUIRE_THROWS_WITH(t.reshape({2, -2}), "reshape: invalid dimension -2 in [2, -2]");
+  const Tensor strided = t.reshape({2, 3}).t();  // reshape copies it first
+  REQUIRE_THROWS_WITH(strided.reshape({5}),
+                      "reshape: cannot reshape [3, 2] (6 elements) into [5] (5 elements)");
+  REQUIRE_THROWS_WITH(t.flatten().reshape({7}), Catch::StartsWith("reshape: "));
+  REQUIRE_THROWS_WITH(t.view({-1, -1}), Catch::StartsWith("view: only one dimension may be -1"));
+}
+
+TEST_CASE("shape arithmetic that leaves 64 bits is an error naming the op and the shape",
+          "[tensor][errors]") {
+  const int64_t big = int64_t{1} << 32;
+  // 2^32 · 2^32 elements wrapped to 0: empty() made a tensor of no elements.
+  CHECK_THROWS_WITH(empty({big, big}),
+                    Catch::StartsWith("empty: shape [4294967296, 4294967296] is too large"));
+  // A size-0 dimension does not excuse the others: the strides of [0, 2^32, 2^32] would overflow.
+  CHECK_THROWS_WITH(zeros({0, big, big}), Catch::Contains("shape [0, 4294967296, 4294967296] is too large"));
+  // 2^62 float32 elements fit in int64_t, their 2^64 bytes do not.
+  CHECK_THROWS_WITH(empty({int64_t{1} << 62}),
+                    Catch::StartsWith("empty: shape [4611686018427387904] is too large"));
+  CHECK_THROWS_WITH(empty({int64_t{1} << 62}, kInt64), Catch::Contains("[4611686018427387904]"));
+  CHECK_THROWS_WITH(numel_of({big, big, 2}),
+                    Catch::Contains("shape [4294967296, 4294967296, 2] is too large"));
+  CHECK_THROWS_WITH(contiguous_strides({big, 2, big}), Catch::Contains("[4294967296, 2, 4294967296]"));
+  CHECK(contiguous_strides({0, 3, 4}) == Shape{12, 4, 1});
+  // Views with a new shape: reshape of an empty tensor, expand of a broadcast, and a broadcasting op.
+  CHECK_THROWS_WITH(zeros({0}).reshape({0, big, big}),
+                    Catch::StartsWith("reshape: shape [0, 4294967296, 4294967296] is too large"));
+  CHECK_THROWS_WITH(zeros({0}).reshape({big, big, -1}), Catch::StartsWith("reshape: "));
+  CHECK_THROWS_WITH(ones({1, 1}).expand({big, big}),
+                    Catch::StartsWith("expand: shape [4294967296, 4294967296] is too large"));
+  const Tensor column = ones({1, 1}).expand({big, 1}), row = ones({1, 1}).expand({1, big});
+  CHECK_THROWS_WITH(add(column, row), Catch::StartsWith("add: shape [4294967296, 4294967296] is too large"));
+  CHECK_THROWS_WITH(cat({ones({1}).expand({int64_t{1} << 62}), ones({1}).expand({int64_t{1} << 62})}, 0),
+                    Catch::StartsWith("cat: "));
+  // A step beyond the dimension takes the first element (the size computation overflowed).
+  const Tensor s = arange(0.0, 10.0, 1.0).slice(0, 3, 10, INT64_MAX);
+  CHECK(s.shape() == Shape{1});
+  CHECK(values(s) == std::vector<double>{3});
+  CHECK(arange(0.0, 10.0, 1.0).slice(0, 3, 3, INT64_MAX).shape() == Shape{0});
 }
 
 TEST_CASE("permute and transpose are views; contiguous copies in logical order", "[tensor][views]") {

@@ -9,6 +9,7 @@
 #include "layers/activation.h"
 #include "layers/bias.h"
 #include "layers/conv.h"
+#include "layers/dropout.h"
 #include "layers/linear.h"
 #include "layers/loss.h"
 #include "layers/normalization.h"
@@ -498,4 +499,30 @@ TEST_CASE(
   CHECK(allclose((*net)(probe), eval_before, 1e-12, 1e-12));
   net->train();
   CHECK(allclose((*net)(probe), train_before, 1e-12, 1e-12));
+}
+
+TEST_CASE("layer functions given an undefined tensor name the function and the argument",
+          "[layers][errors]") {
+  const Tensor x = ones({2, 3, 4, 4}), w = ones({5, 3, 3, 3}), logits = ones({2, 3}), none;
+  const Tensor targets = from_vector(std::vector<int64_t>{0, 1});
+  CHECK_THROWS_WITH(linear(none, ones({2, 3})), "linear: x is undefined");
+  CHECK_THROWS_WITH(linear(logits, none), "linear: weight is undefined");
+  CHECK_THROWS_WITH(conv2d(none, w), "conv2d: x is undefined");
+  CHECK_THROWS_WITH(conv2d(x, none), "conv2d: weight is undefined");
+  CHECK_THROWS_WITH(standardize_weight(none), "standardize_weight: weight is undefined");
+  CHECK_THROWS_WITH(max_pool2d(none, 2), "max_pool2d: x is undefined");
+  CHECK_THROWS_WITH(avg_pool2d(none, 2), "avg_pool2d: x is undefined");
+  CHECK_THROWS_WITH(adaptive_avg_pool2d(none, 1, 1), "adaptive_avg_pool2d: x is undefined");
+  CHECK_THROWS_WITH(global_avg_pool2d(none), "global_avg_pool2d: x is undefined");
+  CHECK_THROWS_WITH(cross_entropy(none, targets), "cross_entropy: logits is undefined");
+  CHECK_THROWS_WITH(cross_entropy(logits, none), "cross_entropy: targets is undefined");
+  CHECK_THROWS_WITH(nll_loss(logits, none), "nll_loss: targets is undefined");
+  CHECK_THROWS_WITH(mse_loss(none, logits), "mse_loss: pred is undefined");
+  CHECK_THROWS_WITH(accuracy(logits, none), "accuracy: targets is undefined");
+  CHECK_THROWS_WITH(dropout(none, 0.5, true), "dropout: x is undefined");
+  CHECK_THROWS_WITH(dropout(none, 0.5, false), "dropout: x is undefined");  // not passed through in eval
+  CHECK_THROWS_WITH(dropout_with_mask(logits, none, 0.5), "dropout: mask is undefined");
+  CHECK_THROWS_WITH(Linear(3, 2)(none), "Linear(3, 2): the input is undefined");
+  CHECK_THROWS_WITH(Sequential().add("fc", std::make_shared<Linear>(3, 2))(none),
+                    Catch::EndsWith(": the input is undefined"));
 }
